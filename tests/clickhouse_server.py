@@ -93,8 +93,9 @@ Facts about ClickHouse 18.16.1 over HTTP, observed on Debian's package
   locked session with 373, and ``SET`` without a session with 113.
 - Authentication: ``user``/``password`` URL parameters, the
   ``X-ClickHouse-User``/``X-ClickHouse-Key`` headers and HTTP basic auth all
-  work. There is no ``currentUser()``, ``queryID()`` or ``getSetting()``;
-  read settings from ``system.settings``.
+  work (a wrong password in each gives 401). There is no ``currentUser()``,
+  ``queryID()`` or ``getSetting()``: read settings from ``system.settings``;
+  ``system.processes`` lists each running query with its ``user``.
 - ``max_server_memory_usage`` does not exist in 18.16; ``max_memory_usage`` is
   a per-query setting in the profile.
 - SIGTERM stops the server in about 2 s. When a port is taken the server logs
