@@ -22,9 +22,13 @@ def generate(root: Path) -> None:
     import grpc_tools
     from grpc_tools import protoc
 
-    protos = sorted(p.relative_to(root / PROTO_ROOT) for p in (root / PROTO_ROOT).rglob("*.proto"))
+    protos = sorted(
+        p.relative_to(root / PROTO_ROOT) for p in (root / PROTO_ROOT).rglob("*.proto")
+    )
     include = Path(grpc_tools.__file__).parent / "_proto"
-    plugins = [f"--plugin=protoc-gen-{name}={_script(name)}" for name in ("mypy", "mypy_grpc")]
+    plugins = [
+        f"--plugin=protoc-gen-{name}={_script(name)}" for name in ("mypy", "mypy_grpc")
+    ]
     args = [
         "protoc",
         # Map proto/ onto the sidecar/_proto package so generated imports resolve.

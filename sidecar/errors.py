@@ -180,7 +180,8 @@ def status_for_clickhouse_code(code: int) -> grpc.StatusCode:
 # "Code: 60, e.displayText() = DB::Exception: Table x doesn't exist, e.what() = ..."
 _EXCEPTION_RE = re.compile(
     rb"Code: (?P<code>\d+)[.,] (?:e\.displayText\(\) = )?(?P<message>.*?)"
-    rb"(?:, e\.what\(\) = [\w:]+)?(?: \((?P<name>[A-Z_]+)\))?(?: \(version [^)]*\))?\s*$",
+    rb"(?:, e\.what\(\) = [\w:]+)?(?: \((?P<name>[A-Z_]+)\))?"
+    rb"(?: \(version [^)]*\))?\s*$",
     re.DOTALL,
 )
 

@@ -1,0 +1,60 @@
+"""``clickhouse-sidecar serve``: the console entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .config import ConfigError, build_parser, parse_settings
+from .errors import SidecarError
+from .server import serve
+from .telemetry import make_tracer_provider
+
+__all__ = ["main"]
+
+USAGE = "usage: clickhouse-sidecar serve [--help] [options]"
+
+
+def _exporter(environ: dict[str, str]) -> str:
+    """The span exporter the standard OTEL_* variables ask for."""
+    chosen = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if chosen:
+        return chosen.split(",")[0]
+    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return "otlp" if any(environ.get(name) for name in endpoints) else "none"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        build_parser().print_help()
+        return 0 if args else 2
+    if args[0] != "serve":
+        print(USAGE, file=sys.stderr)
+        return 2
+
+    environ = dict(os.environ)
+    try:
+        settings = parse_settings(args[1:], environ)
+    except ConfigError as exc:
+        print(f"clickhouse-sidecar: {exc}", file=sys.stderr)
+        return 2
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger(__name__).info("settings: %s", settings.public())
+    provider = make_tracer_provider(_exporter(environ))
+    try:
+        asyncio.run(serve(settings, provider))
+    except (SidecarError, OSError) as exc:
+        logging.getLogger(__name__).error("cannot serve: %s", exc)
+        return 1
+    finally:
+        provider.shutdown()
+    return 0

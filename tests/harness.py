@@ -1,0 +1,66 @@
+"""Start the real sidecar on port 0 and talk to it over a real channel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
+from sidecar.config import Settings
+from sidecar.server import SidecarServer
+
+
+@dataclass
+class Running:
+    """A started sidecar, a stub on a real channel, and its finished spans."""
+
+    server: SidecarServer
+    channel: grpc.aio.Channel
+    stub: pb_grpc.ClickHouseSidecarStub
+    exporter: InMemorySpanExporter
+    engine: str
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        return self.server.pool.info.version_tuple
+
+
+def make_settings(clickhouse_url: str, data_dir: Path | None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"listen": "127.0.0.1:0", "clickhouse_url": clickhouse_url}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_sidecar(settings: Settings) -> AsyncIterator[Running]:
+    """Start a sidecar for ``settings``; stop it and close the channel after."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = SidecarServer(settings, tracer_provider=provider)
+    port = await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = pb_grpc.ClickHouseSidecarStub(channel)
+        yield Running(server, channel, stub, exporter, settings.engine)
+    finally:
+        await channel.close()
+        await server.stop(grace=5)
+        provider.shutdown()
