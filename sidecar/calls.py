@@ -98,12 +98,14 @@ class Statements:
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Stream a result; leaving early (or a cancel) kills the query."""
         with clickhouse_span(self._tracer, client.info, query) as span:
+            counter = _Counter()
             finished = False
             try:
                 async with client.stream(query, fmt) as chunks:
-                    yield _counted(chunks, span)
+                    yield counter.count(chunks)
                 finished = True
             finally:
+                span.set_attribute("db.response.bytes", counter.total)
                 # Not finished: the caller left early, failed or was
                 # cancelled; ClickHouse may still be running the query.
                 if not finished:
@@ -127,16 +129,16 @@ class Statements:
             await asyncio.gather(*self._kills, return_exceptions=True)
 
 
-async def _counted(
-    chunks: AsyncIterator[bytes], span: trace.Span
-) -> AsyncIterator[bytes]:
-    total = 0
-    try:
+class _Counter:
+    """Counts the bytes that pass through a stream of chunks."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    async def count(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
-            total += len(chunk)
+            self.total += len(chunk)
             yield chunk
-    finally:
-        span.set_attribute("db.response.bytes", total)
 
 
 @dataclass(frozen=True, slots=True)

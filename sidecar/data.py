@@ -16,7 +16,13 @@ from .calls import Op
 from .codec import EncodeError, encoder_for, param_text
 from .errors import NotFoundError, RequestError, UnsupportedError
 from .results import TYPED_FORMAT, Limits, ResultReader, collect
-from .sql import caller_settings, identifier_list, qualified, quote_string
+from .sql import (
+    caller_settings,
+    identifier_list,
+    qualified,
+    quote_string,
+    validate_identifier,
+)
 from .tables import table_name
 
 __all__ = [
@@ -154,9 +160,15 @@ def _output_settings(op: Op) -> dict[str, str]:
 
 
 async def _typed_rows(
-    op: Op, sql: str, settings: dict[str, str], params: dict[str, str], limits: Limits
+    op: Op,
+    request: pb.QueryDataRequest | pb.ExecuteRawQueryRequest,
+    settings: dict[str, str],
+    params: dict[str, str],
+    limits: Limits,
 ) -> tuple[list[pb.Column], list[pb.Row]]:
-    query = op.query(sql, settings={**settings, **_output_settings(op)}, params=params)
+    database = validate_identifier(request.database or op.call.database, "database")
+    settings = {**settings, **_output_settings(op)}
+    query = op.query(request.sql, database=database, settings=settings, params=params)
     reader = ResultReader(op.info)
     async with op.statements.stream(op.client, query, TYPED_FORMAT) as chunks:
         rows = await collect(reader, chunks, limits)
@@ -172,24 +184,24 @@ def _require_sql(sql: str) -> str:
 async def query_data(
     op: Op, request: pb.QueryDataRequest, limits: Limits
 ) -> pb.QueryDataResponse:
-    sql = _require_sql(request.sql)
+    _require_sql(request.sql)
     settings = caller_settings(request.settings, "settings")
     settings["readonly"] = "2"
     params = query_params(op, request.parameters)
 
-    columns, rows = await _typed_rows(op, sql, settings, params, limits)
+    columns, rows = await _typed_rows(op, request, settings, params, limits)
     return pb.QueryDataResponse(query_id=op.call.query_id, columns=columns, rows=rows)
 
 
 async def execute_raw_query(
     op: Op, request: pb.ExecuteRawQueryRequest, limits: Limits, allow_writes: bool
 ) -> pb.ExecuteRawQueryResponse:
-    sql = _require_sql(request.sql)
+    _require_sql(request.sql)
     settings = caller_settings(request.settings, "settings")
     if not allow_writes:
         settings["readonly"] = "2"
 
-    columns, rows = await _typed_rows(op, sql, settings, {}, limits)
+    columns, rows = await _typed_rows(op, request, settings, {}, limits)
     return pb.ExecuteRawQueryResponse(
         query_id=op.call.query_id, columns=columns, rows=rows
     )

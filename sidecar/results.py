@@ -1,8 +1,9 @@
 """Typed results: ClickHouse TabSeparatedWithNamesAndTypes -> proto rows.
 
 The engines hand over raw chunks; this module cuts them into lines, reads
-the two header lines (names, types), builds one decoder per column once,
-and turns each line into a ``Row``. Nothing here knows which engine served.
+the two header lines (names, types), builds one decoder per column once
+(:mod:`sidecar.codec`), and turns each line into a ``Row``. Nothing here
+knows which engine served.
 """
 
 from __future__ import annotations
@@ -11,41 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
-from .codec import decoder_for
+from .codec import DecodeError, header_decoders, row_decoder
 from .engine import ServerInfo
 from .errors import RequestError, ResourceExhaustedError
 
-__all__ = ["TYPED_FORMAT", "Limits", "ResultReader", "collect", "unescape"]
+__all__ = ["TYPED_FORMAT", "Limits", "ResultReader", "collect"]
 
 TYPED_FORMAT = "TabSeparatedWithNamesAndTypes"
-
-_UNESCAPES = {
-    ord("t"): b"\t",
-    ord("n"): b"\n",
-    ord("r"): b"\r",
-    ord("0"): b"\0",
-    ord("b"): b"\b",
-    ord("f"): b"\f",
-    ord("\\"): b"\\",
-    ord("'"): b"'",
-}
-
-
-def unescape(field: bytes) -> bytes:
-    """Undo TabSeparated escaping of one field."""
-    if b"\\" not in field:
-        return field
-    out = bytearray()
-    i = 0
-    while i < len(field):
-        byte = field[i]
-        if byte == 0x5C and i + 1 < len(field):
-            out += _UNESCAPES.get(field[i + 1], field[i + 1 : i + 2])
-            i += 2
-        else:
-            out.append(byte)
-            i += 1
-    return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,49 +35,39 @@ class ResultReader:
     def __init__(self, info: ServerInfo) -> None:
         self._info = info
         self.columns: list[pb.Column] = []
-        self._decoders: list[Callable[[bytes], pb.Value]] = []
-        self._header: list[list[bytes]] = []
-
-    @property
-    def ready(self) -> bool:
-        return bool(self._decoders) or len(self._header) == 2
+        self._header: list[bytes] = []
+        self._decode: Callable[[bytes], pb.Row] | None = None
 
     def _read_header(self, line: bytes) -> None:
-        self._header.append([unescape(f) for f in line.split(b"\t")])
+        self._header.append(line)
         if len(self._header) < 2:
             return
-        names, types = self._header
-        if len(names) != len(types):
-            raise RequestError("the statement's output is not a typed row set")
-        unix = self._info.capabilities.unix_timestamp_output
-        for name, kind in zip(names, types, strict=True):
-            type_name = kind.decode()
-            column = name.decode("utf-8", "replace")
-            try:
-                decoder = decoder_for(
-                    type_name, self._info.timezone, unix_timestamps=unix
-                )
-            except RequestError as exc:
-                raise RequestError(f"column {column!r}: {exc}") from exc
-            self.columns.append(pb.Column(name=column, type=type_name))
-            self._decoders.append(decoder)
+        names, types = (h.split(b"\t") for h in self._header)
+        try:
+            self.columns, decoders = header_decoders(
+                names,
+                types,
+                self._info.timezone,
+                unix_timestamps=self._info.capabilities.unix_timestamp_output,
+            )
+        except DecodeError as exc:
+            raise RequestError(
+                f"the statement's output is not a typed row set ({exc}); "
+                "remove its FORMAT clause or use QueryRawStream"
+            ) from exc
+        self._decode = row_decoder(decoders)
 
     def decode_lines(self, lines: list[bytes]) -> list[pb.Row]:
         rows: list[pb.Row] = []
-        decoders = self._decoders
-        width = len(decoders)
-        for line in lines:
-            if not self.ready:
+        for i, line in enumerate(lines):
+            if self._decode is None:
                 self._read_header(line)
                 continue
-            fields = line.split(b"\t")
-            if len(fields) != width:
-                raise RequestError(
-                    f"result row has {len(fields)} fields, expected {width}"
-                )
-            rows.append(
-                pb.Row(values=[d(f) for d, f in zip(decoders, fields, strict=True)])
-            )
+            try:
+                rows.extend(map(self._decode, lines[i:]))
+            except DecodeError as exc:
+                raise RequestError(f"cannot decode the result: {exc}") from exc
+            break
         return rows
 
     async def batches(

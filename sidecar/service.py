@@ -81,9 +81,7 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
     def new_call(
         self, request: Message, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Call:
-        database = (
-            getattr(request, "database", "") or self._settings.clickhouse_database
-        )
+        database = self._settings.clickhouse_database
         remaining = context.time_remaining()
         deadline = None
         if remaining is not None:

@@ -40,7 +40,9 @@ class Running:
         return self.server.pool.info.version_tuple
 
 
-def make_settings(clickhouse_url: str, data_dir: Path | None, **overrides: Any) -> Settings:
+def make_settings(
+    clickhouse_url: str, data_dir: Path | None, **overrides: Any
+) -> Settings:
     values: dict[str, Any] = {"listen": "127.0.0.1:0", "clickhouse_url": clickhouse_url}
     if data_dir is not None:
         values["data_dir"] = data_dir
@@ -61,6 +63,6 @@ async def running_sidecar(settings: Settings) -> AsyncIterator[Running]:
         stub = pb_grpc.ClickHouseSidecarStub(channel)
         yield Running(server, channel, stub, exporter, settings.engine)
     finally:
-        await channel.close()
+        await channel.close(None)
         await server.stop(grace=5)
         provider.shutdown()
