@@ -10,12 +10,14 @@ from collections.abc import Sequence
 
 from .config import ConfigError, build_parser, parse_settings
 from .errors import SidecarError
+from .probe import check_health
 from .server import serve
 from .telemetry import make_tracer_provider
 
 __all__ = ["main"]
 
-USAGE = "usage: clickhouse-sidecar serve [--help] [options]"
+USAGE = """usage: clickhouse-sidecar serve [--help] [options]
+       clickhouse-sidecar health [host:port]   (default: SIDECAR_LISTEN)"""
 
 
 def _exporter(environ: dict[str, str]) -> str:
@@ -27,12 +29,26 @@ def _exporter(environ: dict[str, str]) -> str:
     return "otlp" if any(environ.get(name) for name in endpoints) else "none"
 
 
+def _health(args: list[str]) -> int:
+    try:
+        settings = parse_settings([], dict(os.environ))
+    except ConfigError as exc:
+        print(f"clickhouse-sidecar: {exc}", file=sys.stderr)
+        return 2
+    target = args[0] if args else settings.listen
+    serving, status = check_health(target)
+    print(f"{target}: {status}")
+    return 0 if serving else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         build_parser().print_help()
         return 0 if args else 2
+    if args[0] == "health":
+        return _health(args[1:])
     if args[0] != "serve":
         print(USAGE, file=sys.stderr)
         return 2
