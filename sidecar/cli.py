@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -13,6 +12,7 @@ from .errors import SidecarError
 from .probe import check_health
 from .server import serve
 from .telemetry import make_tracer_provider
+from .workers import run_loop, supervise
 
 __all__ = ["main"]
 
@@ -65,9 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger(__name__).info("settings: %s", settings.public())
+    if settings.workers > 1:
+        return supervise(settings.workers, args[1:], environ)
     provider = make_tracer_provider(_exporter(environ))
     try:
-        asyncio.run(serve(settings, provider))
+        run_loop(serve(settings, provider), settings.event_loop)
     except (SidecarError, OSError) as exc:
         logging.getLogger(__name__).error("cannot serve: %s", exc)
         return 1

@@ -119,6 +119,21 @@ class Settings:
             "help": "Let ExecuteRawQuery write (otherwise it runs readonly).",
         },
     )
+    workers: int = field(
+        default=1,
+        metadata={
+            "env": "SIDECAR_WORKERS",
+            "help": "Server processes sharing the port (SO_REUSEPORT); more than "
+            "one needs CLICKHOUSE_URL and a fixed port.",
+        },
+    )
+    event_loop: str = field(
+        default="auto",
+        metadata={
+            "env": "SIDECAR_EVENT_LOOP",
+            "help": "asyncio, uvloop, or auto (uvloop when installed).",
+        },
+    )
     log_level: str = field(
         default="INFO",
         metadata={"env": "SIDECAR_LOG_LEVEL", "help": "Log level."},
@@ -132,6 +147,15 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1")
         if self.max_result_rows < 1 or self.max_result_bytes < 1:
             raise ConfigError("max_result_rows and max_result_bytes must be >= 1")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        if self.workers > 1 and (not self.clickhouse_url or self.listen_port == 0):
+            raise ConfigError(
+                "workers > 1 needs CLICKHOUSE_URL (one embedded engine per data "
+                "directory) and a fixed listen port"
+            )
+        if self.event_loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError("event_loop must be auto, asyncio or uvloop")
         if self.shutdown_grace_seconds < 0 or self.keepalive_seconds < 0:
             raise ConfigError("durations must not be negative")
 
