@@ -7,10 +7,22 @@ something also stops it, so nothing outlives the session.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
+import grpc
 import pytest
 from clickhouse_server import running_clickhouse
+from harness import Running, make_settings, running_sidecar
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
+from sidecar.engine import Client, ServerInfo
+from sidecar.pool import ClientContext, Pool
+from sidecar.server import SidecarServer
 
 # --- ClickHouse --------------------------------------------------------------
 
@@ -32,5 +44,84 @@ def clickhouse_url() -> Iterator[str]:
 
 
 # --- gRPC server -------------------------------------------------------------
+
+ENGINES = ["http", "embedded"]
+
+# A factory: ``async with make_sidecar(allow_raw_writes=True) as other:``.
+SidecarFactory = Callable[..., AbstractAsyncContextManager[Running]]
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+async def sidecar(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    """The sidecar with default settings, once per engine for the session.
+
+    ``http`` serves from ``clickhouse_url``; ``embedded`` from chdb in a
+    temporary data directory.
+    """
+    if request.param == "http":
+        url: str = request.getfixturevalue("clickhouse_url")
+        settings = make_settings(url, None)
+    else:
+        settings = make_settings("", data_dir=tmp_path_factory.mktemp("embedded"))
+    async with running_sidecar(settings) as running:
+        yield running
+
+
+class SharedPool:
+    """Another server's pool, lent: opening and closing it does nothing.
+
+    One data directory hosts one embedded engine, so a second sidecar with
+    other settings borrows the session sidecar's pool instead of its own.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    @property
+    def info(self) -> ServerInfo:
+        return self._pool.info
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def client(self) -> ClientContext[Client]:
+        return self._pool.client()
+
+    async def ping(self) -> bool:
+        return await self._pool.ping()
+
+
+@pytest.fixture
+def make_sidecar(sidecar: Running) -> SidecarFactory:
+    """Start another sidecar on the same engine with settings overridden."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Running]:
+        base = sidecar.server.settings
+        values: dict[str, Any] = {"data_dir": base.data_dir, **overrides}
+        settings = make_settings(base.clickhouse_url, **values)
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        server = SidecarServer(
+            settings, tracer_provider=provider, pool=SharedPool(sidecar.server.pool)
+        )
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        try:
+            stub = pb_grpc.ClickHouseSidecarStub(channel)
+            yield Running(server, channel, stub, exporter, settings.engine)
+        finally:
+            await channel.close(None)
+            await server.stop(grace=5)
+            provider.shutdown()
+
+    return start
+
 
 # --- Embedded engine ---------------------------------------------------------
