@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -67,6 +67,13 @@ async def sidecar(
         settings = make_settings("", data_dir=tmp_path_factory.mktemp("embedded"))
     async with running_sidecar(settings) as running:
         yield running
+
+
+@pytest.fixture
+def stub(sidecar: Running) -> pb_grpc.ClickHouseSidecarAsyncStub:
+    """The session sidecar's stub, typed for the aio channel it runs on."""
+    # Running.stub is annotated with the synchronous stub type.
+    return cast("pb_grpc.ClickHouseSidecarAsyncStub", sidecar.stub)
 
 
 class SharedPool:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import uuid
-
-from harness import Running
+from typing import TYPE_CHECKING
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
+
+if TYPE_CHECKING:
+    from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import (
+        ClickHouseSidecarAsyncStub as AsyncStub,
+    )
 
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-async def create_schema_table(running: Running) -> tuple[str, str]:
+async def create_schema_table(stub: AsyncStub) -> tuple[str, str]:
     database, table = unique("db"), unique()
-    await running.stub.CreateDatabase(pb.CreateDatabaseRequest(database=database))
-    await running.stub.CreateTable(
+    await stub.CreateDatabase(pb.CreateDatabaseRequest(database=database))
+    await stub.CreateTable(
         pb.CreateTableRequest(
             database=database,
             table=table,
@@ -45,10 +49,10 @@ async def create_schema_table(running: Running) -> tuple[str, str]:
     return database, table
 
 
-async def test_schema_lists_columns_in_order_with_types(sidecar: Running) -> None:
-    database, table = await create_schema_table(sidecar)
+async def test_schema_lists_columns_in_order_with_types(stub: AsyncStub) -> None:
+    database, table = await create_schema_table(stub)
 
-    schema = await sidecar.stub.GetTableSchema(
+    schema = await stub.GetTableSchema(
         pb.GetTableSchemaRequest(database=database, table=table)
     )
 
@@ -63,10 +67,10 @@ async def test_schema_lists_columns_in_order_with_types(sidecar: Running) -> Non
     ]
 
 
-async def test_schema_reports_defaults_and_comments(sidecar: Running) -> None:
-    database, table = await create_schema_table(sidecar)
+async def test_schema_reports_defaults_and_comments(stub: AsyncStub) -> None:
+    database, table = await create_schema_table(stub)
 
-    schema = await sidecar.stub.GetTableSchema(
+    schema = await stub.GetTableSchema(
         pb.GetTableSchemaRequest(database=database, table=table)
     )
 
@@ -79,10 +83,10 @@ async def test_schema_reports_defaults_and_comments(sidecar: Running) -> None:
     assert by_name["name"].default_kind == pb.DEFAULT_KIND_UNSPECIFIED
 
 
-async def test_schema_reports_engine_and_keys(sidecar: Running) -> None:
-    database, table = await create_schema_table(sidecar)
+async def test_schema_reports_engine_and_keys(stub: AsyncStub) -> None:
+    database, table = await create_schema_table(stub)
 
-    schema = await sidecar.stub.GetTableSchema(
+    schema = await stub.GetTableSchema(
         pb.GetTableSchemaRequest(database=database, table=table)
     )
 
@@ -96,15 +100,15 @@ async def test_schema_reports_engine_and_keys(sidecar: Running) -> None:
     assert not by_name["name"].is_in_sorting_key
 
 
-async def test_schema_of_the_default_database(sidecar: Running) -> None:
+async def test_schema_of_the_default_database(stub: AsyncStub) -> None:
     table = unique()
-    await sidecar.stub.CreateTable(
+    await stub.CreateTable(
         pb.CreateTableRequest(
             table=table, columns=[pb.ColumnDefinition(name="x", type="Int8")]
         )
     )
 
-    schema = await sidecar.stub.GetTableSchema(pb.GetTableSchemaRequest(table=table))
+    schema = await stub.GetTableSchema(pb.GetTableSchemaRequest(table=table))
 
     assert schema.database == "default"
     assert [c.name for c in schema.columns] == ["x"]

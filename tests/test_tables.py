@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from harness import Running
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
+
+if TYPE_CHECKING:
+    from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import (
+        ClickHouseSidecarAsyncStub as AsyncStub,
+    )
 
 
 def unique(prefix: str = "t") -> str:
@@ -19,15 +24,15 @@ def column(name: str, type_: str) -> pb.ColumnDefinition:
     return pb.ColumnDefinition(name=name, type=type_)
 
 
-async def new_database(running: Running) -> str:
+async def new_database(stub: AsyncStub) -> str:
     name = unique("db")
-    await running.stub.CreateDatabase(pb.CreateDatabaseRequest(database=name))
+    await stub.CreateDatabase(pb.CreateDatabaseRequest(database=name))
     return name
 
 
-async def new_table(running: Running, database: str, table: str = "") -> str:
+async def new_table(stub: AsyncStub, database: str, table: str = "") -> str:
     table = table or unique()
-    await running.stub.CreateTable(
+    await stub.CreateTable(
         pb.CreateTableRequest(
             database=database,
             table=table,
@@ -42,33 +47,33 @@ def uint_row(number: int, name: str) -> pb.Row:
     return pb.Row(values=[pb.Value(uint64_value=number), pb.Value(string_value=name)])
 
 
-async def insert(running: Running, database: str, table: str, count: int) -> None:
+async def insert(stub: AsyncStub, database: str, table: str, count: int) -> None:
     rows = [uint_row(i, f"n{i}") for i in range(count)]
-    await running.stub.InsertData(
+    await stub.InsertData(
         pb.InsertDataRequest(database=database, table=table, rows=rows)
     )
 
 
-async def row_count(running: Running, database: str, table: str) -> int:
-    response = await running.stub.GetTableRowCount(
+async def row_count(stub: AsyncStub, database: str, table: str) -> int:
+    response = await stub.GetTableRowCount(
         pb.GetTableRowCountRequest(database=database, table=table)
     )
     return response.row_count
 
 
-async def exists(running: Running, database: str, table: str) -> bool:
-    response = await running.stub.CheckTableExists(
+async def exists(stub: AsyncStub, database: str, table: str) -> bool:
+    response = await stub.CheckTableExists(
         pb.CheckTableExistsRequest(database=database, table=table)
     )
     return response.exists
 
 
-async def test_create_table_then_it_exists(sidecar: Running) -> None:
-    database = await new_database(sidecar)
+async def test_create_table_then_it_exists(stub: AsyncStub) -> None:
+    database = await new_database(stub)
     table = unique()
-    assert not await exists(sidecar, database, table)
+    assert not await exists(stub, database, table)
 
-    response = await sidecar.stub.CreateTable(
+    response = await stub.CreateTable(
         pb.CreateTableRequest(
             database=database, table=table, columns=[column("id", "UInt64")]
         )
@@ -76,14 +81,14 @@ async def test_create_table_then_it_exists(sidecar: Running) -> None:
 
     assert response.created
     assert response.query_id
-    assert await exists(sidecar, database, table)
+    assert await exists(stub, database, table)
 
 
-async def test_create_table_twice_is_idempotent(sidecar: Running) -> None:
-    database = await new_database(sidecar)
-    table = await new_table(sidecar, database)
+async def test_create_table_twice_is_idempotent(stub: AsyncStub) -> None:
+    database = await new_database(stub)
+    table = await new_table(stub, database)
 
-    again = await sidecar.stub.CreateTable(
+    again = await stub.CreateTable(
         pb.CreateTableRequest(
             database=database, table=table, columns=[column("id", "UInt64")]
         )
@@ -92,12 +97,12 @@ async def test_create_table_twice_is_idempotent(sidecar: Running) -> None:
     assert not again.created
 
 
-async def test_create_table_strict_answers_already_exists(sidecar: Running) -> None:
-    database = await new_database(sidecar)
-    table = await new_table(sidecar, database)
+async def test_create_table_strict_answers_already_exists(stub: AsyncStub) -> None:
+    database = await new_database(stub)
+    table = await new_table(stub, database)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await sidecar.stub.CreateTable(
+        await stub.CreateTable(
             pb.CreateTableRequest(
                 database=database,
                 table=table,
@@ -109,73 +114,71 @@ async def test_create_table_strict_answers_already_exists(sidecar: Running) -> N
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
-async def test_create_table_in_the_default_database(sidecar: Running) -> None:
+async def test_create_table_in_the_default_database(stub: AsyncStub) -> None:
     table = unique()
 
-    await sidecar.stub.CreateTable(
+    await stub.CreateTable(
         pb.CreateTableRequest(table=table, columns=[column("id", "UInt64")])
     )
 
-    assert await exists(sidecar, "default", table)
-    assert await exists(sidecar, "", table)
+    assert await exists(stub, "default", table)
+    assert await exists(stub, "", table)
 
 
-async def test_drop_table_removes_it(sidecar: Running) -> None:
-    database = await new_database(sidecar)
-    table = await new_table(sidecar, database)
+async def test_drop_table_removes_it(stub: AsyncStub) -> None:
+    database = await new_database(stub)
+    table = await new_table(stub, database)
 
-    response = await sidecar.stub.DropTable(
-        pb.DropTableRequest(database=database, table=table)
-    )
+    response = await stub.DropTable(pb.DropTableRequest(database=database, table=table))
 
     assert response.dropped
     assert response.query_id
-    assert not await exists(sidecar, database, table)
+    assert not await exists(stub, database, table)
 
 
-async def test_drop_missing_table_is_idempotent(sidecar: Running) -> None:
-    database = await new_database(sidecar)
+async def test_drop_missing_table_is_idempotent(stub: AsyncStub) -> None:
+    database = await new_database(stub)
 
-    response = await sidecar.stub.DropTable(
+    response = await stub.DropTable(
         pb.DropTableRequest(database=database, table=unique())
     )
 
     assert not response.dropped
 
 
-async def test_drop_missing_table_strict_answers_not_found(sidecar: Running) -> None:
-    database = await new_database(sidecar)
+async def test_drop_missing_table_strict_answers_not_found(stub: AsyncStub) -> None:
+    database = await new_database(stub)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await sidecar.stub.DropTable(
+        await stub.DropTable(
             pb.DropTableRequest(database=database, table=unique(), strict=True)
         )
 
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_truncate_table_removes_all_rows(sidecar: Running) -> None:
-    database = await new_database(sidecar)
-    table = await new_table(sidecar, database)
-    await insert(sidecar, database, table, 5)
-    assert await row_count(sidecar, database, table) == 5
+async def test_truncate_table_removes_all_rows(stub: AsyncStub) -> None:
+    database = await new_database(stub)
+    table = await new_table(stub, database)
+    await insert(stub, database, table, 5)
+    assert await row_count(stub, database, table) == 5
 
-    response = await sidecar.stub.TruncateTable(
+    response = await stub.TruncateTable(
         pb.TruncateTableRequest(database=database, table=table)
     )
 
     assert response.query_id
-    assert await row_count(sidecar, database, table) == 0
-    assert await exists(sidecar, database, table)
+    assert await row_count(stub, database, table) == 0
+    assert await exists(stub, database, table)
 
 
-async def test_get_table_row_count_is_exact(sidecar: Running) -> None:
-    database = await new_database(sidecar)
-    table = await new_table(sidecar, database)
-    await insert(sidecar, database, table, 3)
-    await insert(sidecar, database, table, 4)
+async def test_get_table_row_count_is_exact(stub: AsyncStub) -> None:
+    database = await new_database(stub)
+    table = await new_table(stub, database)
+    await insert(stub, database, table, 3)
+    await insert(stub, database, table, 4)
 
-    response = await sidecar.stub.GetTableRowCount(
+    response = await stub.GetTableRowCount(
         pb.GetTableRowCountRequest(database=database, table=table)
     )
 
@@ -184,11 +187,11 @@ async def test_get_table_row_count_is_exact(sidecar: Running) -> None:
 
 
 async def test_optimize_table_final_deduplicates_replacing_merge_tree(
-    sidecar: Running,
+    stub: AsyncStub,
 ) -> None:
-    database = await new_database(sidecar)
+    database = await new_database(stub)
     table = unique()
-    await sidecar.stub.CreateTable(
+    await stub.CreateTable(
         pb.CreateTableRequest(
             database=database,
             table=table,
@@ -197,25 +200,25 @@ async def test_optimize_table_final_deduplicates_replacing_merge_tree(
             order_by=["id"],
         )
     )
-    await insert(sidecar, database, table, 3)
-    await insert(sidecar, database, table, 3)
-    assert await row_count(sidecar, database, table) == 6
+    await insert(stub, database, table, 3)
+    await insert(stub, database, table, 3)
+    assert await row_count(stub, database, table) == 6
 
-    response = await sidecar.stub.OptimizeTable(
+    response = await stub.OptimizeTable(
         pb.OptimizeTableRequest(database=database, table=table, final=True)
     )
 
     assert response.query_id
-    assert await row_count(sidecar, database, table) == 3
+    assert await row_count(stub, database, table) == 3
 
 
 async def test_optimize_table_with_nothing_to_merge_succeeds(
-    sidecar: Running,
+    stub: AsyncStub,
 ) -> None:
-    database = await new_database(sidecar)
-    table = await new_table(sidecar, database)
+    database = await new_database(stub)
+    table = await new_table(stub, database)
 
-    response = await sidecar.stub.OptimizeTable(
+    response = await stub.OptimizeTable(
         pb.OptimizeTableRequest(database=database, table=table)
     )
 
@@ -237,11 +240,11 @@ async def test_optimize_table_with_nothing_to_merge_succeeds(
     ],
 )
 async def test_table_and_column_names_that_need_quoting_round_trip(
-    sidecar: Running, name: str
+    stub: AsyncStub, name: str
 ) -> None:
-    database = await new_database(sidecar)
+    database = await new_database(stub)
     table = f"{name}_{uuid.uuid4().hex[:6]}"
-    await sidecar.stub.CreateTable(
+    await stub.CreateTable(
         pb.CreateTableRequest(
             database=database,
             table=table,
@@ -250,7 +253,7 @@ async def test_table_and_column_names_that_need_quoting_round_trip(
         )
     )
 
-    await sidecar.stub.InsertData(
+    await stub.InsertData(
         pb.InsertDataRequest(
             database=database,
             table=table,
@@ -258,27 +261,23 @@ async def test_table_and_column_names_that_need_quoting_round_trip(
             rows=[uint_row(7, "seven")],
         )
     )
-    schema = await sidecar.stub.GetTableSchema(
+    schema = await stub.GetTableSchema(
         pb.GetTableSchemaRequest(database=database, table=table)
     )
 
-    assert await exists(sidecar, database, table)
-    assert await row_count(sidecar, database, table) == 1
+    assert await exists(stub, database, table)
+    assert await row_count(stub, database, table) == 1
     assert [c.name for c in schema.columns] == [name, f"{name}2"]
-    dropped = await sidecar.stub.DropTable(
-        pb.DropTableRequest(database=database, table=table)
-    )
+    dropped = await stub.DropTable(pb.DropTableRequest(database=database, table=table))
     assert dropped.dropped
 
 
 @pytest.mark.parametrize("name", ["", "tab\there", "cr\r", "del\x7f"])
-async def test_bad_table_names_are_invalid_argument(
-    sidecar: Running, name: str
-) -> None:
-    database = await new_database(sidecar)
+async def test_bad_table_names_are_invalid_argument(stub: AsyncStub, name: str) -> None:
+    database = await new_database(stub)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await sidecar.stub.CreateTable(
+        await stub.CreateTable(
             pb.CreateTableRequest(
                 database=database, table=name, columns=[column("id", "UInt64")]
             )
@@ -290,12 +289,12 @@ async def test_bad_table_names_are_invalid_argument(
 
 @pytest.mark.parametrize("name", ["", "new\nline"])
 async def test_bad_column_names_are_invalid_argument(
-    sidecar: Running, name: str
+    stub: AsyncStub, name: str
 ) -> None:
-    database = await new_database(sidecar)
+    database = await new_database(stub)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await sidecar.stub.CreateTable(
+        await stub.CreateTable(
             pb.CreateTableRequest(
                 database=database, table=unique(), columns=[column(name, "UInt64")]
             )
@@ -306,37 +305,29 @@ async def test_bad_column_names_are_invalid_argument(
 
 
 async def test_create_table_without_columns_is_invalid_argument(
-    sidecar: Running,
+    stub: AsyncStub,
 ) -> None:
-    database = await new_database(sidecar)
+    database = await new_database(stub)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await sidecar.stub.CreateTable(
-            pb.CreateTableRequest(database=database, table=unique())
-        )
+        await stub.CreateTable(pb.CreateTableRequest(database=database, table=unique()))
 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_table_rpcs_on_a_missing_table_answer_not_found(
-    sidecar: Running,
+    stub: AsyncStub,
 ) -> None:
-    database = await new_database(sidecar)
+    database = await new_database(stub)
     table = unique()
 
     for call in (
-        sidecar.stub.TruncateTable(
-            pb.TruncateTableRequest(database=database, table=table)
-        ),
-        sidecar.stub.GetTableRowCount(
+        stub.TruncateTable(pb.TruncateTableRequest(database=database, table=table)),
+        stub.GetTableRowCount(
             pb.GetTableRowCountRequest(database=database, table=table)
         ),
-        sidecar.stub.GetTableSchema(
-            pb.GetTableSchemaRequest(database=database, table=table)
-        ),
-        sidecar.stub.OptimizeTable(
-            pb.OptimizeTableRequest(database=database, table=table)
-        ),
+        stub.GetTableSchema(pb.GetTableSchemaRequest(database=database, table=table)),
+        stub.OptimizeTable(pb.OptimizeTableRequest(database=database, table=table)),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
