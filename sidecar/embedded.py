@@ -39,7 +39,7 @@ import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
@@ -48,13 +48,15 @@ from typing import Any, Protocol, TypeVar
 import filelock
 from chdb import _chdb
 
-from sidecar.engine import Capabilities, Query, ServerInfo
+from sidecar.engine import Capabilities, Client, Query, ServerInfo
 from sidecar.errors import (
     ClickHouseError,
     RequestError,
     UnavailableError,
     parse_exception_text,
 )
+from sidecar.pool import ClientContext
+from sidecar.sql import check_single_statement
 
 __all__ = ["DataDirectoryInUseError", "EmbeddedClient", "EmbeddedPool"]
 
@@ -523,27 +525,36 @@ class EmbeddedPool:
             raise UnavailableError("the embedded engine is not open")
         return self._info
 
-    def client(self) -> AbstractAsyncContextManager[EmbeddedClient]:
-        return self._checkout()
+    def client(self) -> ClientContext[Client]:
+        return ClientContext(self._acquire, self._release)
 
-    @asynccontextmanager
-    async def _checkout(self) -> AsyncIterator[EmbeddedClient]:
+    async def _acquire(self) -> Client:
         if self._workers is None or self._closing is not None:
             raise UnavailableError("the embedded engine is closed")
-
         self._active += 1
         self._idle.clear()
+        return EmbeddedClient(self)
+
+    def _release(self, client: Client) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
+
+    async def ping(self) -> bool:
+        """Whether the engine answers (for the health service)."""
+        if self._anchor is None or self._closing is not None:
+            return False
         try:
-            yield EmbeddedClient(self)
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
+            await self._control_call(self._anchor.query, "SELECT 1", "TSV")
+        except Exception:
+            return False
+        return True
 
     # Running statements --------------------------------------------------------
 
     @asynccontextmanager
     async def statement(self, query: Query) -> AsyncIterator[_Statement]:
+        check_single_statement(query.sql)
         query_id, statement = self._registry.add(query)
         try:
             database = query.database or self._default_database

@@ -104,3 +104,42 @@ def check_setting_name(name: str, field: str) -> str:
 def caller_settings(settings: Mapping[str, str], field: str) -> dict[str, str]:
     """Validate a request's settings map; values travel as parameters."""
     return {check_setting_name(name, field): value for name, value in settings.items()}
+
+
+def check_single_statement(sql: str) -> str:
+    """Refuse ``a; b``: one request runs one statement, on every engine.
+
+    ClickHouse's HTTP interface refuses multi-statements itself; the embedded
+    engine would run them, so it checks here. Semicolons inside quotes,
+    backquotes and comments do not count, nor does a trailing one.
+    """
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if char in "'\"`":
+            i = _skip_quoted(sql, i, char)
+        elif sql.startswith("--", i) or char == "#":
+            end = sql.find("\n", i)
+            i = n if end < 0 else end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif char == ";":
+            if sql[i + 1 :].strip(" \t\r\n;"):
+                raise RequestError("sql must hold one statement (found ';')")
+            return sql
+        else:
+            i += 1
+    return sql
+
+
+def _skip_quoted(sql: str, start: int, quote: str) -> int:
+    i = start + 1
+    while i < len(sql):
+        if sql[i] == "\\":
+            i += 2
+        elif sql[i] == quote:
+            return i + 1
+        else:
+            i += 1
+    return i
