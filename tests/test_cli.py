@@ -52,7 +52,7 @@ async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str,
 
 
 async def _grpcurl_call(
-    target: str, method: str, body: dict[str, object]
+    target: str, method: str, body: Mapping[str, object]
 ) -> dict[str, object]:
     code, out, err = await _run(
         _grpcurl(), "-plaintext", "-d", json.dumps(body), target, f"{SERVICE}/{method}"
