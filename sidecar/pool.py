@@ -145,6 +145,27 @@ class HttpClient(ChClient):  # type: ignore[misc]
             params[f"param_{name}"] = value
         return params
 
+    async def _send(
+        self, params: dict[str, str], data: bytes | AsyncIterable[bytes], replay: bool
+    ) -> aiohttp.ClientResponse:
+        """POST, once more on a fresh connection if a pooled one was stale.
+
+        A keep-alive connection the server closed while it sat in the pool
+        fails at once with a disconnect; the request never reached ClickHouse,
+        so a read may safely go again.
+        """
+        try:
+            return await self._pool.session.post(
+                self.url, params=params, headers=self.headers, data=data
+            )
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if not replay:
+                raise
+            log.debug("stale pooled connection; retrying query %s", params["query_id"])
+        return await self._pool.session.post(
+            self.url, params=params, headers=self.headers, data=data
+        )
+
     @asynccontextmanager
     async def _post(
         self,
@@ -159,9 +180,8 @@ class HttpClient(ChClient):  # type: ignore[misc]
             params["query"] = query.sql
             data = body
         try:
-            async with self._pool.session.post(
-                self.url, params=params, headers=self.headers, data=data
-            ) as response:
+            response = await self._send(params, data, _replayable(query, body))
+            async with response:
                 if response.status != 200:
                     raise await _error_from_response(response)
                 yield response
@@ -196,6 +216,20 @@ class HttpClient(ChClient):  # type: ignore[misc]
             await self.execute(query)
         except (ClickHouseError, UnavailableError) as exc:
             log.info("could not kill query %s: %s", query_id, exc)
+
+
+_READ_STATEMENT = re.compile(
+    r"\s*\(*\s*(SELECT|WITH|SHOW|EXISTS|DESCRIBE|DESC)\b", re.I
+)
+
+
+def _replayable(query: Query, body: object) -> bool:
+    """Whether sending ``query`` twice is harmless: reads only."""
+    if body is not None:
+        return False
+    return query.settings.get("readonly") in ("1", "2") or bool(
+        _READ_STATEMENT.match(query.sql)
+    )
 
 
 async def _error_from_response(response: aiohttp.ClientResponse) -> Exception:
