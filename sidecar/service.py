@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from . import data, indexes, tables
+from . import data, indexes, streaming, tables
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
 from .calls import Call, Op, Statements
@@ -28,7 +28,7 @@ from .pool import Pool
 from .results import Limits
 from .sql import validate_identifier
 
-__all__ = ["SidecarService", "error_status"]
+__all__ = ["SidecarService", "error_status", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,14 @@ def _internal_status(query_id: str) -> grpc.Status:
     return status
 
 
+def status_for(exc: Exception, query_id: str) -> grpc.Status:
+    """The status any error of a call becomes; our own bugs are logged here."""
+    if isinstance(exc, SidecarError):
+        return error_status(exc, query_id)
+    log.error("internal error serving query_id %s", query_id, exc_info=exc)
+    return _internal_status(query_id)
+
+
 class SidecarService(pb_grpc.ClickHouseSidecarServicer):
     """The thirteen unary RPCs (streaming ones live in :mod:`sidecar.streaming`)."""
 
@@ -77,6 +85,7 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
         self._limits = Limits(
             rows=settings.max_result_rows, bytes=settings.max_result_bytes
         )
+        self._streams = streaming.Streams(pool, statements, self.new_call, status_for)
 
     def new_call(
         self, request: Message, context: grpc.aio.ServicerContext[Any, Any]
@@ -185,15 +194,25 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
     ) -> pb.OptimizeTableResponse:
         return await self._unary(tables.optimize_table, request, context)
 
-    # TODO(#4): the streaming RPCs are served by sidecar.streaming.
-    async def QueryDataStream(self, request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "QueryDataStream")
+    # Async generator methods: grpc.aio only streams from those.
+    async def QueryDataStream(
+        self, request: pb.QueryDataRequest, context: Any
+    ) -> AsyncIterator[pb.QueryDataStreamResponse]:
+        async for message in self._streams.query_data(request, context):
+            yield message
 
-    async def InsertDataStream(self, request_iterator: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "InsertDataStream")
+    async def InsertDataStream(
+        self, request_iterator: AsyncIterator[pb.InsertDataStreamRequest], context: Any
+    ) -> pb.InsertDataResponse:
+        return await self._streams.insert_data(request_iterator, context)
 
-    async def QueryRawStream(self, request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "QueryRawStream")
+    async def QueryRawStream(
+        self, request: pb.QueryRawRequest, context: Any
+    ) -> AsyncIterator[pb.RawChunk]:
+        async for message in self._streams.query_raw(request, context):
+            yield message
 
-    async def InsertRawStream(self, request_iterator: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "InsertRawStream")
+    async def InsertRawStream(
+        self, request_iterator: AsyncIterator[pb.InsertRawStreamRequest], context: Any
+    ) -> pb.InsertDataResponse:
+        return await self._streams.insert_raw(request_iterator, context)
