@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import pytest
@@ -51,7 +51,9 @@ ENGINES = ["http", "embedded"]
 SidecarFactory = Callable[..., AbstractAsyncContextManager[Running]]
 
 
-@pytest.fixture(scope="session", params=ENGINES)
+# Module scope: chdb hosts one data directory per process, so the embedded
+# sidecar must be gone before a module that opens engines of its own runs.
+@pytest.fixture(scope="module", params=ENGINES)
 async def sidecar(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Running]:
@@ -72,8 +74,7 @@ async def sidecar(
 @pytest.fixture
 def stub(sidecar: Running) -> pb_grpc.ClickHouseSidecarAsyncStub:
     """The session sidecar's stub, typed for the aio channel it runs on."""
-    # Running.stub is annotated with the synchronous stub type.
-    return cast("pb_grpc.ClickHouseSidecarAsyncStub", sidecar.stub)
+    return pb_grpc.ClickHouseSidecarStub(sidecar.channel)
 
 
 class SharedPool:

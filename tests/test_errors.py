@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from harness import Running
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
+from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import ClickHouseSidecarStub
 
 if TYPE_CHECKING:
     from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import (
@@ -33,7 +34,7 @@ def unique(prefix: str = "t") -> str:
 
 
 def aio(running: Running) -> AsyncStub:
-    return cast("AsyncStub", running.stub)
+    return ClickHouseSidecarStub(running.channel)
 
 
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:

@@ -12,13 +12,14 @@ import gc
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from harness import Running, make_settings, running_sidecar
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
+from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import ClickHouseSidecarStub
 
 if TYPE_CHECKING:
     from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import (
@@ -47,7 +48,7 @@ def own_sidecar(
 
 
 def aio(running: Running) -> AsyncStub:
-    return cast("AsyncStub", running.stub)
+    return ClickHouseSidecarStub(running.channel)
 
 
 async def test_in_flight_call_completes_during_shutdown(
