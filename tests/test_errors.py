@@ -248,13 +248,21 @@ def endless(marker: str) -> str:
     return f"SELECT count() FROM system.numbers WHERE toString(number) != '{marker}'"
 
 
+async def wait_running(stub: AsyncStub, marker: str) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not await running_count(stub, marker):
+        assert loop.time() - start < 5, f"query {marker} never started"
+        await asyncio.sleep(0.05)
+
+
 async def test_deadline_bounds_the_query_and_kills_it(stub: AsyncStub) -> None:
     marker = unique("deadline")
     started = asyncio.get_running_loop().time()
+    call = stub.QueryData(pb.QueryDataRequest(sql=endless(marker)), timeout=1)
+    await wait_running(stub, marker)
 
-    error = await fails(
-        stub.QueryData(pb.QueryDataRequest(sql=endless(marker)), timeout=1)
-    )
+    error = await fails(call)
 
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert asyncio.get_running_loop().time() - started < 3
@@ -264,11 +272,7 @@ async def test_deadline_bounds_the_query_and_kills_it(stub: AsyncStub) -> None:
 async def test_cancelled_call_kills_its_query(stub: AsyncStub) -> None:
     marker = unique("cancel")
     call = stub.QueryData(pb.QueryDataRequest(sql=endless(marker)))
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not await running_count(stub, marker):
-        assert loop.time() - start < 5, "the query never started"
-        await asyncio.sleep(0.05)
+    await wait_running(stub, marker)
 
     call.cancel()
 
