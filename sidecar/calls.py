@@ -14,7 +14,7 @@ import logging
 import math
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +39,19 @@ class Call:
     deadline: float | None = None  # loop.time() at which the caller gives up
     query_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     statements: int = 0
+    last_query_id: str = ""
 
     def next_query_id(self) -> str:
         """The call's query id for its first statement, suffixed after."""
         self.statements += 1
-        if self.statements == 1:
-            return self.query_id
-        return f"{self.query_id}-{self.statements}"
+        suffix = f"-{self.statements}" if self.statements > 1 else ""
+        self.last_query_id = f"{self.query_id}{suffix}"
+        return self.last_query_id
+
+    @property
+    def reported_query_id(self) -> str:
+        """What responses and errors report: the last statement's id."""
+        return self.last_query_id or self.query_id
 
     def time_settings(self) -> dict[str, str]:
         if self.deadline is None:
@@ -57,7 +63,7 @@ class Call:
 class Statements:
     """Runs statements for calls: spans, deadlines and kill-on-cancel."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
+    def __init__(self, tracer: trace.Tracer | None) -> None:
         self._tracer = tracer
         self._kills: set[asyncio.Task[None]] = set()
 
@@ -85,7 +91,7 @@ class Statements:
         query: Query,
         body: bytes | AsyncIterable[bytes] | None = None,
     ) -> bytes:
-        with clickhouse_span(self._tracer, client.info, query):
+        with self._span(client, query):
             try:
                 return await client.execute(query, body)
             except asyncio.CancelledError:
@@ -97,7 +103,7 @@ class Statements:
         self, client: Client, query: Query, fmt: str
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Stream a result; leaving early (or a cancel) kills the query."""
-        with clickhouse_span(self._tracer, client.info, query) as span:
+        with self._span(client, query) as span:
             counter = _Counter()
             finished = False
             try:
@@ -110,6 +116,11 @@ class Statements:
                 # cancelled; ClickHouse may still be running the query.
                 if not finished:
                     self._kill_soon(client, query.query_id)
+
+    def _span(self, client: Client, query: Query) -> AbstractContextManager[trace.Span]:
+        if self._tracer is None:
+            return nullcontext(trace.INVALID_SPAN)
+        return clickhouse_span(self._tracer, client.info, query)
 
     def _kill_soon(self, client: Client, query_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._kill(client, query_id))

@@ -67,12 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger(__name__).info("settings: %s", settings.public())
     if settings.workers > 1:
         return supervise(settings.workers, args[1:], environ)
-    provider = make_tracer_provider(_exporter(environ))
+    service_name = environ.get("OTEL_SERVICE_NAME") or "clickhouse-sidecar"
+    provider = make_tracer_provider(_exporter(environ), service_name)
     try:
         run_loop(serve(settings, provider), settings.event_loop)
     except (SidecarError, OSError) as exc:
         logging.getLogger(__name__).error("cannot serve: %s", exc)
         return 1
     finally:
-        provider.shutdown()
+        if provider is not None:
+            provider.shutdown()
     return 0

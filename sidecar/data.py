@@ -124,7 +124,7 @@ async def insert_data(op: Op, request: pb.InsertDataRequest) -> pb.InsertDataRes
     if request.rows:
         await op.run(sql, settings=settings, body=body)
     return pb.InsertDataResponse(
-        query_id=op.call.query_id, rows_written=len(request.rows)
+        query_id=op.call.reported_query_id, rows_written=len(request.rows)
     )
 
 
@@ -190,7 +190,9 @@ async def query_data(
     params = query_params(op, request.parameters)
 
     columns, rows = await _typed_rows(op, request, settings, params, limits)
-    return pb.QueryDataResponse(query_id=op.call.query_id, columns=columns, rows=rows)
+    return pb.QueryDataResponse(
+        query_id=op.call.reported_query_id, columns=columns, rows=rows
+    )
 
 
 async def execute_raw_query(
@@ -203,5 +205,5 @@ async def execute_raw_query(
 
     columns, rows = await _typed_rows(op, request, settings, {}, limits)
     return pb.ExecuteRawQueryResponse(
-        query_id=op.call.query_id, columns=columns, rows=rows
+        query_id=op.call.reported_query_id, columns=columns, rows=rows
     )

@@ -67,7 +67,7 @@ async def create_index(
             raise AlreadyExistsError(
                 f"index {name!r} already exists on {database}.{table}"
             )
-        return pb.CreateIndexResponse(query_id=op.call.query_id, created=False)
+        return pb.CreateIndexResponse(query_id=op.call.reported_query_id, created=False)
 
     granularity = request.granularity or 1
     target = qualified(database, table)
@@ -81,7 +81,7 @@ async def create_index(
             f"ALTER TABLE {target} MATERIALIZE INDEX {quote_identifier(name)}",
             settings={**settings, "mutations_sync": "1"},
         )
-    return pb.CreateIndexResponse(query_id=op.call.query_id, created=True)
+    return pb.CreateIndexResponse(query_id=op.call.reported_query_id, created=True)
 
 
 async def drop_index(op: Op, request: pb.DropIndexRequest) -> pb.DropIndexResponse:
@@ -92,10 +92,10 @@ async def drop_index(op: Op, request: pb.DropIndexRequest) -> pb.DropIndexRespon
     if not await _index_exists(op, database, table, name):
         if request.strict:
             raise NotFoundError(f"index {name!r} does not exist on {database}.{table}")
-        return pb.DropIndexResponse(query_id=op.call.query_id, dropped=False)
+        return pb.DropIndexResponse(query_id=op.call.reported_query_id, dropped=False)
 
     await op.run(
         f"ALTER TABLE {qualified(database, table)} DROP INDEX {quote_identifier(name)}",
         settings=settings,
     )
-    return pb.DropIndexResponse(query_id=op.call.query_id, dropped=True)
+    return pb.DropIndexResponse(query_id=op.call.reported_query_id, dropped=True)

@@ -75,7 +75,10 @@ class SidecarServer:
         self.settings = settings
         self.pool = pool or make_pool(settings)
         self._provider = tracer_provider or trace.get_tracer_provider()
-        self._statements = Statements(self._provider.get_tracer(TRACER_NAME))
+        # Without an SDK provider nothing would record spans: skip them all.
+        self._tracing = isinstance(self._provider, TracerProvider)
+        tracer = self._provider.get_tracer(TRACER_NAME) if self._tracing else None
+        self._statements = Statements(tracer)
         self._health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -87,6 +90,13 @@ class SidecarServer:
         if self._server is not None:
             raise RuntimeError("SidecarServer.start() called twice")
         await self.pool.open()
+        try:
+            return await self._serve()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _serve(self) -> int:
         self._server = self._build_server()
         address = f"{self.settings.listen_host}:{self.settings.listen_port}"
         if ":" in self.settings.listen_host:
@@ -111,13 +121,12 @@ class SidecarServer:
     def _build_server(self) -> grpc.aio.Server:
         size = self.settings.max_message_bytes
         server = grpc.aio.server(
-            interceptors=[server_interceptor(self._provider)],
+            interceptors=[server_interceptor(self._provider)] if self._tracing else [],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
                 ("grpc.so_reuseport", 1),
             ],
-            maximum_concurrent_rpcs=self.settings.max_concurrent_calls,
         )
         service = SidecarService(self.settings, self.pool, self._statements)
         pb_grpc.add_ClickHouseSidecarServicer_to_server(service, server)
@@ -168,7 +177,7 @@ class SidecarServer:
         log.info("stopped")
 
 
-async def serve(settings: Settings, provider: trace.TracerProvider) -> None:
+async def serve(settings: Settings, provider: trace.TracerProvider | None) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     server = SidecarServer(settings, tracer_provider=provider)
     stop = asyncio.Event()

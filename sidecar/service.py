@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -23,7 +24,7 @@ from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
 from .calls import Call, Op, Statements
 from .config import Settings
-from .errors import ClickHouseError, SidecarError
+from .errors import ClickHouseError, ResourceExhaustedError, SidecarError
 from .pool import Pool
 from .results import Limits
 from .sql import validate_identifier
@@ -75,6 +76,25 @@ def status_for(exc: Exception, query_id: str) -> grpc.Status:
     return _internal_status(query_id)
 
 
+class Admission:
+    """Load shedding: calls past the limit are refused, never queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def enter(self) -> None:
+        if self.in_flight >= self.limit:
+            raise ResourceExhaustedError(
+                f"the sidecar is serving its maximum of {self.limit} calls "
+                "(SIDECAR_MAX_CONCURRENT_CALLS); retry with backoff"
+            )
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
 class SidecarService(pb_grpc.ClickHouseSidecarServicer):
     """The thirteen unary RPCs (streaming ones live in :mod:`sidecar.streaming`)."""
 
@@ -82,6 +102,7 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
         self._settings = settings
         self._pool = pool
         self._statements = statements
+        self._admission = Admission(settings.max_concurrent_calls)
         self._limits = Limits(
             rows=settings.max_result_rows, bytes=settings.max_result_bytes
         )
@@ -99,21 +120,46 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
             database=validate_identifier(database, "database"), deadline=deadline
         )
 
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Count a call in; past the limit, RESOURCE_EXHAUSTED at once."""
+        self._admission.enter()
+        try:
+            yield
+        finally:
+            self._admission.leave()
+
+    @asynccontextmanager
+    async def admission(
+        self, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
+        """:meth:`admitted` for streams, which abort the call themselves."""
+        try:
+            self._admission.enter()
+        except ResourceExhaustedError as exc:
+            status = error_status(exc, "")
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        try:
+            yield
+        finally:
+            self._admission.leave()
+
     async def _unary(
         self,
         operation: Operation[RequestT, ResponseT],
         request: RequestT,
         context: grpc.aio.ServicerContext[RequestT, ResponseT],
     ) -> ResponseT:
-        query_id = ""
+        call: Call | None = None
         try:
-            call = self.new_call(request, context)
-            query_id = call.query_id
-            async with self._pool.client() as client:
-                return await operation(Op(self._statements, client, call), request)
+            with self.admitted():
+                call = self.new_call(request, context)
+                async with self._pool.client() as client:
+                    return await operation(Op(self._statements, client, call), request)
         except SidecarError as exc:
-            status = error_status(exc, query_id)
+            status = error_status(exc, call.reported_query_id if call else "")
         except Exception:
+            query_id = call.reported_query_id if call else ""
             log.exception("internal error serving query_id %s", query_id)
             status = _internal_status(query_id)
         await context.abort(status.code, status.details, status.trailing_metadata)
@@ -198,21 +244,25 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
     async def QueryDataStream(
         self, request: pb.QueryDataRequest, context: Any
     ) -> AsyncIterator[pb.QueryDataStreamResponse]:
-        async for message in self._streams.query_data(request, context):
-            yield message
+        async with self.admission(context):
+            async for message in self._streams.query_data(request, context):
+                yield message
 
     async def InsertDataStream(
         self, request_iterator: AsyncIterator[pb.InsertDataStreamRequest], context: Any
     ) -> pb.InsertDataResponse:
-        return await self._streams.insert_data(request_iterator, context)
+        async with self.admission(context):
+            return await self._streams.insert_data(request_iterator, context)
 
     async def QueryRawStream(
         self, request: pb.QueryRawRequest, context: Any
     ) -> AsyncIterator[pb.RawChunk]:
-        async for message in self._streams.query_raw(request, context):
-            yield message
+        async with self.admission(context):
+            async for message in self._streams.query_raw(request, context):
+                yield message
 
     async def InsertRawStream(
         self, request_iterator: AsyncIterator[pb.InsertRawStreamRequest], context: Any
     ) -> pb.InsertDataResponse:
-        return await self._streams.insert_raw(request_iterator, context)
+        async with self.admission(context):
+            return await self._streams.insert_raw(request_iterator, context)

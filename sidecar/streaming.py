@@ -166,7 +166,7 @@ class Streams:
     async def _abort(
         self, context: Context, exc: Exception, call: Call | None
     ) -> NoReturn:
-        status = self.status_for(exc, call.query_id if call else "")
+        status = self.status_for(exc, call.reported_query_id if call else "")
         await context.abort(status.code, status.details, status.trailing_metadata)
         raise AssertionError("abort returned")  # pragma: no cover
 
@@ -278,7 +278,7 @@ def _typed_message(
     if not first:
         return pb.QueryDataStreamResponse(rows=rows)
     return pb.QueryDataStreamResponse(
-        query_id=op.call.query_id, columns=reader.columns, rows=rows
+        query_id=op.call.reported_query_id, columns=reader.columns, rows=rows
     )
 
 
@@ -322,7 +322,7 @@ async def _raw_messages(
     fmt = _vetted(request.format, OUTPUT_FORMATS)
     query = _select(op, request, {})
     tally = _Tally()
-    query_id = op.call.query_id
+    query_id = op.call.reported_query_id
     with _known_format(op, fmt):
         async with op.statements.stream(op.client, query, fmt) as chunks:
             async for chunk in chunks:
@@ -454,7 +454,7 @@ async def _insert_rows(
 
     await feed.send(op, sql, first.deduplication_token, body())
     return pb.InsertDataResponse(
-        query_id=op.call.query_id, rows_written=feed.tally.rows
+        query_id=op.call.reported_query_id, rows_written=feed.tally.rows
     )
 
 
@@ -487,4 +487,4 @@ async def _insert_bytes(
         await feed.send(op, sql, first.deduplication_token, body())
     # TODO(#4): ClickHouse does not say how many rows a raw body held (18.16
     # sends no X-ClickHouse-Summary); rows_written stays 0 for raw inserts.
-    return pb.InsertDataResponse(query_id=op.call.query_id)
+    return pb.InsertDataResponse(query_id=op.call.reported_query_id)

@@ -8,7 +8,7 @@ ClickHouse's "already exists" / "unknown" answer into ``created=False`` /
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from .calls import Op
@@ -61,14 +61,15 @@ async def create_database(
     if request.engine:
         sql += f" ENGINE = {_engine(request.engine)}"
 
-    query_id = op.call.query_id
     try:
         await op.run(sql)
     except ClickHouseError as exc:
         if exc.code != DATABASE_EXISTS or request.strict:
             raise
-        return pb.CreateDatabaseResponse(query_id=query_id, created=False)
-    return pb.CreateDatabaseResponse(query_id=query_id, created=True)
+        return pb.CreateDatabaseResponse(
+            query_id=op.call.reported_query_id, created=False
+        )
+    return pb.CreateDatabaseResponse(query_id=op.call.reported_query_id, created=True)
 
 
 def _engine(engine: str) -> str:
@@ -121,6 +122,14 @@ def _setting_value(value: str) -> str:
     return value if _NUMBER.match(value) else quote_string(value)
 
 
+def _sorting_key(order_by: Sequence[str]) -> str:
+    if not order_by:
+        return "tuple()"
+    if len(order_by) == 1:
+        return order_by[0]
+    return f"({', '.join(order_by)})"
+
+
 def create_table_sql(request: pb.CreateTableRequest, database: str, table: str) -> str:
     if not request.columns:
         raise RequestError("columns must not be empty")
@@ -131,11 +140,7 @@ def create_table_sql(request: pb.CreateTableRequest, database: str, table: str) 
     if request.partition_by:
         sql += f" PARTITION BY {request.partition_by}"
     if request.order_by or "MergeTree" in engine:
-        sql += (
-            f" ORDER BY ({', '.join(request.order_by)})"
-            if request.order_by
-            else " ORDER BY tuple()"
-        )
+        sql += f" ORDER BY {_sorting_key(request.order_by)}"
     if request.primary_key:
         sql += f" PRIMARY KEY {request.primary_key}"
     if request.ttl:
@@ -158,27 +163,25 @@ async def create_table(
     sql = create_table_sql(request, database, table)
     settings = _check_types(op, request.columns)
 
-    query_id = op.call.query_id
     try:
         await op.run(sql, settings=settings)
     except ClickHouseError as exc:
         if exc.code != TABLE_EXISTS or request.strict:
             raise
-        return pb.CreateTableResponse(query_id=query_id, created=False)
-    return pb.CreateTableResponse(query_id=query_id, created=True)
+        return pb.CreateTableResponse(query_id=op.call.reported_query_id, created=False)
+    return pb.CreateTableResponse(query_id=op.call.reported_query_id, created=True)
 
 
 async def drop_table(op: Op, request: pb.DropTableRequest) -> pb.DropTableResponse:
     database, table = table_name(op, request.database, request.table)
 
-    query_id = op.call.query_id
     try:
         await op.run(f"DROP TABLE {qualified(database, table)}")
     except ClickHouseError as exc:
         if exc.code not in (UNKNOWN_TABLE, UNKNOWN_DATABASE) or request.strict:
             raise
-        return pb.DropTableResponse(query_id=query_id, dropped=False)
-    return pb.DropTableResponse(query_id=query_id, dropped=True)
+        return pb.DropTableResponse(query_id=op.call.reported_query_id, dropped=False)
+    return pb.DropTableResponse(query_id=op.call.reported_query_id, dropped=True)
 
 
 async def truncate_table(
@@ -186,7 +189,7 @@ async def truncate_table(
 ) -> pb.TruncateTableResponse:
     database, table = table_name(op, request.database, request.table)
     await op.run(f"TRUNCATE TABLE {qualified(database, table)}")
-    return pb.TruncateTableResponse(query_id=op.call.query_id)
+    return pb.TruncateTableResponse(query_id=op.call.reported_query_id)
 
 
 async def table_exists(op: Op, database: str, table: str) -> bool:
@@ -203,7 +206,9 @@ async def check_table_exists(
 ) -> pb.CheckTableExistsResponse:
     database, table = table_name(op, request.database, request.table)
     exists = await table_exists(op, database, table)
-    return pb.CheckTableExistsResponse(query_id=op.call.query_id, exists=exists)
+    return pb.CheckTableExistsResponse(
+        query_id=op.call.reported_query_id, exists=exists
+    )
 
 
 async def get_table_row_count(
@@ -212,7 +217,7 @@ async def get_table_row_count(
     database, table = table_name(op, request.database, request.table)
     rows = await op.records(f"SELECT count() AS n FROM {qualified(database, table)}")
     return pb.GetTableRowCountResponse(
-        query_id=op.call.query_id, row_count=int(rows[0]["n"])
+        query_id=op.call.reported_query_id, row_count=int(rows[0]["n"])
     )
 
 
@@ -239,7 +244,7 @@ async def get_table_schema(
 
     info = tables[0]
     return pb.GetTableSchemaResponse(
-        query_id=op.call.query_id,
+        query_id=op.call.reported_query_id,
         database=database,
         table=table,
         columns=[_column_schema(c) for c in columns],
@@ -290,4 +295,4 @@ async def optimize_table(
         sql += " DEDUPLICATE"
 
     await op.run(sql, settings={"optimize_throw_if_noop": "0"})
-    return pb.OptimizeTableResponse(query_id=op.call.query_id)
+    return pb.OptimizeTableResponse(query_id=op.call.reported_query_id)

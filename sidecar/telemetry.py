@@ -42,18 +42,18 @@ _NUMBER_LITERAL = re.compile(r"(?<![\w.`])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b")
 _FIRST_WORD = re.compile(r"\s*(?:\(\s*)*([A-Za-z]+)")
 
 
-def make_tracer_provider(exporter: str) -> TracerProvider:
-    """A provider for ``exporter`` ("otlp", "console" or "none")."""
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": "clickhouse-sidecar"})
-    )
+def make_tracer_provider(exporter: str, service_name: str) -> TracerProvider | None:
+    """A provider for ``exporter`` ("otlp" or "console"); None for "none"."""
+    if exporter not in ("otlp", "console"):
+        return None
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter,
         )
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    elif exporter == "console":
+    else:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     return provider
 

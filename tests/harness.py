@@ -24,7 +24,7 @@ class Running:
 
     server: SidecarServer
     channel: grpc.aio.Channel
-    stub: pb_grpc.ClickHouseSidecarStub
+    stub: pb_grpc.ClickHouseSidecarAsyncStub
     exporter: InMemorySpanExporter
     engine: str
 
