@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .engine import Client, Query, ServerInfo
+from .schema_cache import ColumnCache
 from .telemetry import clickhouse_span
 
 __all__ = ["Call", "Op", "Statements"]
@@ -63,8 +64,10 @@ class Call:
 class Statements:
     """Runs statements for calls: spans, deadlines and kill-on-cancel."""
 
-    def __init__(self, tracer: trace.Tracer | None) -> None:
+    def __init__(self, tracer: trace.Tracer | None, columns: ColumnCache) -> None:
         self._tracer = tracer
+        # Table columns for inserts (see sidecar.schema_cache).
+        self.columns = columns
         self._kills: set[asyncio.Task[None]] = set()
 
     def query(

@@ -105,6 +105,13 @@ class Settings:
             "help": "Result bytes a unary QueryData/ExecuteRawQuery may return.",
         },
     )
+    schema_cache_seconds: float = field(
+        default=2.0,
+        metadata={
+            "env": "SIDECAR_SCHEMA_CACHE_SECONDS",
+            "help": "How long InsertData reuses a table's column types (0: never).",
+        },
+    )
     shutdown_grace_seconds: float = field(
         default=10.0,
         metadata={

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from .calls import Op
 from .codec import EncodeError, encoder_for, param_text
-from .errors import NotFoundError, RequestError, UnsupportedError
+from .errors import ClickHouseError, NotFoundError, RequestError, UnsupportedError
 from .results import TYPED_FORMAT, Limits, ResultReader, collect
+from .schema_cache import TableColumn
 from .sql import (
     caller_settings,
     identifier_list,
@@ -38,16 +39,22 @@ _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 Encoder = Callable[[pb.Value], str]
 
 
-async def _column_types(
-    op: Op, database: str, table: str
-) -> list[tuple[str, str, str]]:
+async def _column_types(op: Op, database: str, table: str) -> list[TableColumn]:
+    cached = op.statements.columns.get(database, table)
+    if cached is not None:
+        return cached
     rows = await op.records(
         "SELECT name, type, default_kind FROM system.columns WHERE "
         f"database = {quote_string(database)} AND table = {quote_string(table)}"
     )
     if not rows:
         raise NotFoundError(f"table {database}.{table} does not exist")
-    return [(str(r["name"]), str(r["type"]), str(r["default_kind"])) for r in rows]
+    columns = [
+        TableColumn(str(r["name"]), str(r["type"]), str(r["default_kind"]))
+        for r in rows
+    ]
+    op.statements.columns.put(database, table, columns)
+    return columns
 
 
 async def insert_statement(
@@ -55,9 +62,12 @@ async def insert_statement(
 ) -> tuple[str, list[str], list[Encoder]]:
     """``INSERT ... FORMAT Values`` for the named columns, and their encoders."""
     known = await _column_types(op, database, table)
-    types = {name: kind for name, kind, _ in known}
+    types = {c.name: c.type for c in known}
     if not columns:
-        columns = [n for n, _, d in known if d not in ("MATERIALIZED", "ALIAS")]
+        insertable = (
+            c for c in known if c.default_kind not in ("MATERIALIZED", "ALIAS")
+        )
+        columns = [c.name for c in insertable]
     for i, name in enumerate(columns):
         if name not in types:
             raise RequestError(
@@ -122,7 +132,12 @@ async def insert_data(op: Op, request: pb.InsertDataRequest) -> pb.InsertDataRes
     settings = dedup_settings(op, request.deduplication_token)
 
     if request.rows:
-        await op.run(sql, settings=settings, body=body)
+        try:
+            await op.run(sql, settings=settings, body=body)
+        except ClickHouseError:
+            # Perhaps the table changed under a cached schema: read it anew.
+            op.statements.columns.forget(database, table)
+            raise
     return pb.InsertDataResponse(
         query_id=op.call.reported_query_id, rows_written=len(request.rows)
     )
@@ -200,7 +215,10 @@ async def execute_raw_query(
 ) -> pb.ExecuteRawQueryResponse:
     _require_sql(request.sql)
     settings = caller_settings(request.settings, "settings")
-    if not allow_writes:
+    if allow_writes:
+        # The statement may change any table's columns.
+        op.statements.columns.clear()
+    else:
         settings["readonly"] = "2"
 
     columns, rows = await _typed_rows(op, request, settings, {}, limits)

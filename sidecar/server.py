@@ -27,6 +27,7 @@ from .calls import Statements
 from .config import Settings
 from .errors import UnavailableError
 from .pool import HttpPool, Pool
+from .schema_cache import ColumnCache
 from .service import SidecarService
 from .telemetry import TRACER_NAME, server_interceptor
 
@@ -78,7 +79,8 @@ class SidecarServer:
         # Without an SDK provider nothing would record spans: skip them all.
         self._tracing = isinstance(self._provider, TracerProvider)
         tracer = self._provider.get_tracer(TRACER_NAME) if self._tracing else None
-        self._statements = Statements(tracer)
+        columns = ColumnCache(settings.schema_cache_seconds)
+        self._statements = Statements(tracer, columns)
         self._health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._watch: asyncio.Task[None] | None = None

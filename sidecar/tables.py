@@ -161,6 +161,7 @@ async def create_table(
 ) -> pb.CreateTableResponse:
     database, table = table_name(op, request.database, request.table)
     sql = create_table_sql(request, database, table)
+    op.statements.columns.forget(database, table)
     settings = _check_types(op, request.columns)
 
     try:
@@ -174,6 +175,7 @@ async def create_table(
 
 async def drop_table(op: Op, request: pb.DropTableRequest) -> pb.DropTableResponse:
     database, table = table_name(op, request.database, request.table)
+    op.statements.columns.forget(database, table)
 
     try:
         await op.run(f"DROP TABLE {qualified(database, table)}")
