@@ -180,14 +180,16 @@ async def _typed_rows(
     settings: dict[str, str],
     params: dict[str, str],
     limits: Limits,
-) -> tuple[list[pb.Column], list[pb.Row]]:
+    response: pb.QueryDataResponse | pb.ExecuteRawQueryResponse,
+) -> None:
     database = validate_identifier(request.database or op.call.database, "database")
     settings = {**settings, **_output_settings(op)}
     query = op.query(request.sql, database=database, settings=settings, params=params)
     reader = ResultReader(op.info)
     async with op.statements.stream(op.client, query, TYPED_FORMAT) as chunks:
-        rows = await collect(reader, chunks, limits)
-    return reader.columns, rows
+        await collect(reader, chunks, response.rows, limits)
+    response.query_id = op.call.reported_query_id
+    response.columns.extend(reader.columns)
 
 
 def _require_sql(sql: str) -> str:
@@ -204,10 +206,9 @@ async def query_data(
     settings["readonly"] = "2"
     params = query_params(op, request.parameters)
 
-    columns, rows = await _typed_rows(op, request, settings, params, limits)
-    return pb.QueryDataResponse(
-        query_id=op.call.reported_query_id, columns=columns, rows=rows
-    )
+    response = pb.QueryDataResponse()
+    await _typed_rows(op, request, settings, params, limits, response)
+    return response
 
 
 async def execute_raw_query(
@@ -221,7 +222,6 @@ async def execute_raw_query(
     else:
         settings["readonly"] = "2"
 
-    columns, rows = await _typed_rows(op, request, settings, {}, limits)
-    return pb.ExecuteRawQueryResponse(
-        query_id=op.call.reported_query_id, columns=columns, rows=rows
-    )
+    response = pb.ExecuteRawQueryResponse()
+    await _typed_rows(op, request, settings, {}, limits, response)
+    return response

@@ -2,17 +2,18 @@
 
 The engines hand over raw chunks; this module cuts them into lines, reads
 the two header lines (names, types), builds one decoder per column once
-(:mod:`sidecar.codec`), and turns each line into a ``Row``. Nothing here
-knows which engine served.
+(:mod:`sidecar.codec`), and appends each line as a ``Row`` to the caller's
+repeated ``rows`` field, the one that will be sent. Nothing here knows
+which engine served.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
-from .codec import DecodeError, header_decoders, row_decoder
+from .codec import DecodeError, Rows, RowsDecoder, header_decoders, rows_decoder
 from .engine import ServerInfo
 from .errors import RequestError, ResourceExhaustedError
 
@@ -30,13 +31,13 @@ class Limits:
 
 
 class ResultReader:
-    """Decodes one result, chunk by chunk."""
+    """Decodes one result, chunk by chunk, into a caller's ``rows`` field."""
 
     def __init__(self, info: ServerInfo) -> None:
         self._info = info
         self.columns: list[pb.Column] = []
         self._header: list[bytes] = []
-        self._decode: Callable[[bytes], pb.Row] | None = None
+        self._decode: RowsDecoder | None = None
 
     def _read_header(self, line: bytes) -> None:
         self._header.append(line)
@@ -55,45 +56,41 @@ class ResultReader:
                 f"the statement's output is not a typed row set ({exc}); "
                 "remove its FORMAT clause or use QueryRawStream"
             ) from exc
-        self._decode = row_decoder(decoders)
+        self._decode = rows_decoder(decoders)
 
-    def decode_lines(self, lines: list[bytes]) -> list[pb.Row]:
-        rows: list[pb.Row] = []
-        for i, line in enumerate(lines):
-            if self._decode is None:
-                self._read_header(line)
-                continue
-            try:
-                rows.extend(map(self._decode, lines[i:]))
-            except DecodeError as exc:
-                raise RequestError(f"cannot decode the result: {exc}") from exc
-            break
-        return rows
+    def decode_lines(self, rows: Rows, lines: list[bytes]) -> int:
+        """Appends the rows of ``lines`` to ``rows``; returns how many."""
+        start = 0
+        while self._decode is None and start < len(lines):
+            self._read_header(lines[start])
+            start += 1
+        if self._decode is None:
+            return 0
 
-    async def batches(
-        self, chunks: AsyncIterator[bytes], batch_rows: int
-    ) -> AsyncIterator[list[pb.Row]]:
-        """Yield rows in batches of about ``batch_rows`` as chunks arrive."""
+        before = len(rows)
+        try:
+            self._decode(rows, lines[start:] if start else lines)
+        except DecodeError as exc:
+            raise RequestError(f"cannot decode the result: {exc}") from exc
+        return len(rows) - before
+
+    async def into(
+        self, rows: Rows, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[int]:
+        """Appends rows as chunks arrive; yields the count added per chunk."""
         pending = b""
-        batch: list[pb.Row] = []
         async for chunk in chunks:
             lines = (pending + chunk).split(b"\n")
             pending = lines.pop()
-            batch.extend(self.decode_lines(lines))
-            if len(batch) >= batch_rows:
-                yield batch
-                batch = []
+            yield self.decode_lines(rows, lines)
         if pending:
-            batch.extend(self.decode_lines([pending]))
-        if batch:
-            yield batch
+            yield self.decode_lines(rows, [pending])
 
 
 async def collect(
-    reader: ResultReader, chunks: AsyncIterator[bytes], limits: Limits
-) -> list[pb.Row]:
-    """All rows of a result, within ``limits``."""
-    rows: list[pb.Row] = []
+    reader: ResultReader, chunks: AsyncIterator[bytes], rows: Rows, limits: Limits
+) -> None:
+    """Appends all rows of a result to ``rows``, within ``limits``."""
     size = 0
 
     async def measured() -> AsyncIterator[bytes]:
@@ -107,11 +104,9 @@ async def collect(
                 )
             yield chunk
 
-    async for batch in reader.batches(measured(), batch_rows=4096):
-        rows.extend(batch)
+    async for _ in reader.into(rows, measured()):
         if len(rows) > limits.rows:
             raise ResourceExhaustedError(
                 f"result exceeds {limits.rows} rows (SIDECAR_MAX_RESULT_ROWS); "
                 "use QueryDataStream or add a LIMIT"
             )
-    return rows

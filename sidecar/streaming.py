@@ -262,46 +262,46 @@ async def _typed_messages(
     reader = ResultReader(op.info)
     tally = _Tally()
     limit = request.batch_rows or DEFAULT_BATCH_ROWS
-    sent = False
+    first = True
     async with op.statements.stream(op.client, query, TYPED_FORMAT) as chunks:
-        async for rows in _row_batches(reader, _counted(chunks, tally), limit):
-            tally.add(len(rows), 0)
-            yield _typed_message(op, reader, rows, first=not sent)
-            sent = True
-    if not sent:
-        yield _typed_message(op, reader, [], first=True)
+        async for message in _row_batches(reader, _counted(chunks, tally), limit):
+            tally.add(len(message.rows), 0)
+            yield _headed(op, reader, message) if first else message
+            first = False
+    if first:
+        yield _headed(op, reader, pb.QueryDataStreamResponse())
 
 
-def _typed_message(
-    op: Op, reader: ResultReader, rows: list[pb.Row], *, first: bool
+def _headed(
+    op: Op, reader: ResultReader, message: pb.QueryDataStreamResponse
 ) -> pb.QueryDataStreamResponse:
-    if not first:
-        return pb.QueryDataStreamResponse(rows=rows)
-    return pb.QueryDataStreamResponse(
-        query_id=op.call.reported_query_id, columns=reader.columns, rows=rows
-    )
+    message.query_id = op.call.reported_query_id
+    message.columns.extend(reader.columns)
+    return message
 
 
 async def _row_batches(
     reader: ResultReader, chunks: AsyncIterator[bytes], limit: int
-) -> AsyncIterator[list[pb.Row]]:
-    """Rows in batches of at most ``limit`` rows and about BATCH_BYTES."""
-    pending, batch = b"", list[pb.Row]()
-    seen_rows = seen_bytes = 0
+) -> AsyncIterator[pb.QueryDataStreamResponse]:
+    """Messages of at most ``limit`` rows and about BATCH_BYTES, filled in place."""
+    pending, message = b"", pb.QueryDataStreamResponse()
+    seen_lines = seen_bytes = 0
     async for chunk in chunks:
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
-        rows = reader.decode_lines(lines)
-        batch.extend(rows)
-        seen_rows, seen_bytes = seen_rows + len(rows), seen_bytes + len(chunk)
+        seen_lines, seen_bytes = seen_lines + len(lines), seen_bytes + len(chunk)
 
-        cap = _batch_cap(limit, seen_rows, seen_bytes)
-        while len(batch) >= cap:
-            yield batch[:cap]
-            del batch[:cap]
-    batch.extend(reader.decode_lines([pending] if pending else []))
-    if batch:
-        yield batch
+        cap, start = _batch_cap(limit, seen_lines, seen_bytes), 0
+        while start < len(lines):
+            room = max(0, cap - len(message.rows))
+            reader.decode_lines(message.rows, lines[start : start + room])
+            start += room
+            if len(message.rows) >= cap:
+                yield message
+                message = pb.QueryDataStreamResponse()
+    reader.decode_lines(message.rows, [pending] if pending else [])
+    if message.rows:
+        yield message
 
 
 def _batch_cap(limit: int, rows: int, size: int) -> int:

@@ -22,7 +22,7 @@ from sidecar.codec import (
     encoder_for,
     header_decoders,
     param_text,
-    row_decoder,
+    rows_decoder,
 )
 from sidecar.errors import RequestError
 
@@ -81,8 +81,9 @@ def decode(output: bytes, *, unix: bool) -> tuple[list[pb.Column], list[pb.Row]]
     columns, decoders = header_decoders(
         lines[0].split(b"\t"), lines[1].split(b"\t"), "UTC", unix_timestamps=unix
     )
-    read = row_decoder(decoders)
-    return columns, [read(line) for line in lines[2:]]
+    response = pb.QueryDataResponse()
+    rows_decoder(decoders)(response.rows, lines[2:])
+    return columns, list(response.rows)
 
 
 def chdb_rows(db: Any, sql: str, *, unix: bool = True) -> list[pb.Row]:
@@ -169,13 +170,32 @@ def test_header_decoders_name_the_column_of_a_bad_type() -> None:
         )
 
 
-def test_row_decoder_rejects_a_wrong_field_count() -> None:
-    read = row_decoder([decoder_for("UInt8", "UTC", unix_timestamps=True)] * 2)
+def test_rows_decoder_rejects_a_wrong_field_count() -> None:
+    decode = rows_decoder([decoder_for("UInt8", "UTC", unix_timestamps=True)] * 2)
+    rows = pb.QueryDataResponse().rows
 
     with pytest.raises(DecodeError, match="expected 2 fields, got 1"):
-        read(b"Code: 395, e.displayText() = DB::Exception: boom")
+        decode(rows, [b"Code: 395, e.displayText() = DB::Exception: boom"])
     with pytest.raises(DecodeError, match="cannot decode row"):
-        read(b"1\tx")
+        decode(rows, [b"1\tx"])
+
+
+def test_rows_decoder_appends_in_place_and_drops_a_bad_row() -> None:
+    decode = rows_decoder([decoder_for("UInt8", "UTC", unix_timestamps=True)] * 2)
+    response = pb.QueryDataResponse()
+
+    with pytest.raises(DecodeError, match="cannot decode row"):
+        decode(response.rows, [b"1\t2", b"3\t4", b"5\tx"])
+
+    assert [list(row.values) for row in response.rows] == [[u(1), u(2)], [u(3), u(4)]]
+
+
+@pytest.mark.parametrize("field", [b"[1,,2]", b"1,2", b"[1,x]", b"[NULL]"])
+def test_rows_decoder_rejects_a_malformed_array_of_numbers(field: bytes) -> None:
+    decode = rows_decoder([decoder_for("Array(UInt32)", "UTC", unix_timestamps=True)])
+
+    with pytest.raises(DecodeError, match="cannot decode row"):
+        decode(pb.QueryDataResponse().rows, [field])
 
 
 # ------------------------------------------------------------ chdb output
