@@ -78,6 +78,7 @@ class Statements:
         database: str | None = None,
         settings: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        whole: bool = False,
     ) -> Query:
         merged = {**(settings or {}), **call.time_settings()}
         return Query(
@@ -86,6 +87,7 @@ class Statements:
             database=database or call.database,
             settings=merged,
             params=params or {},
+            whole=whole,
         )
 
     async def execute(
@@ -178,7 +180,7 @@ class Op:
         params: Mapping[str, str] | None = None,
         body: bytes | AsyncIterable[bytes] | None = None,
     ) -> bytes:
-        query = self.query(sql, settings=settings, params=params)
+        query = self.query(sql, settings=settings, params=params, whole=True)
         return await self.statements.execute(self.client, query, body)
 
     async def records(self, sql: str) -> list[dict[str, Any]]:

@@ -134,6 +134,14 @@ class Settings:
             "one needs CLICKHOUSE_URL and a fixed port.",
         },
     )
+    reuse_port: bool = field(
+        default=False,
+        metadata={
+            "env": "SIDECAR_REUSE_PORT",
+            "help": "Share the port with other processes (SO_REUSEPORT). Set by "
+            "--workers for its children; off, a busy port is an error.",
+        },
+    )
     event_loop: str = field(
         default="auto",
         metadata={

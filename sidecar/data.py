@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from .calls import Op
 from .codec import EncodeError, encoder_for, param_text
-from .errors import ClickHouseError, NotFoundError, RequestError, UnsupportedError
+from .errors import (
+    ClickHouseError,
+    NotFoundError,
+    RequestError,
+    ResourceExhaustedError,
+    UnsupportedError,
+)
+from .guard import check_read_only, check_single_statement
 from .results import TYPED_FORMAT, Limits, ResultReader, collect
 from .schema_cache import TableColumn
 from .sql import (
@@ -79,7 +86,13 @@ async def insert_statement(
     encoders: list[Encoder] = []
     for name in columns:
         try:
-            encoders.append(encoder_for(types[name]))
+            encoders.append(
+                encoder_for(
+                    types[name],
+                    server_timezone=op.info.timezone,
+                    short_calendar=op.info.capabilities.short_calendar,
+                )
+            )
         except RequestError as exc:
             raise RequestError(f"column {name!r}: {exc}") from exc
     target = qualified(database, table)
@@ -130,6 +143,9 @@ async def insert_data(op: Op, request: pb.InsertDataRequest) -> pb.InsertDataRes
     )
     body = encode_rows(request.rows, columns, encoders)
     settings = dedup_settings(op, request.deduplication_token)
+    # One block: ClickHouse commits an insert block by block, so a server-side
+    # error in a later block would leave the earlier ones written.
+    settings["max_insert_block_size"] = str(max(len(request.rows), 1_048_576))
 
     if request.rows:
         try:
@@ -184,10 +200,17 @@ async def _typed_rows(
 ) -> None:
     database = validate_identifier(request.database or op.call.database, "database")
     settings = {**settings, **_output_settings(op)}
-    query = op.query(request.sql, database=database, settings=settings, params=params)
+    query = op.query(
+        request.sql, database=database, settings=settings, params=params, whole=True
+    )
     reader = ResultReader(op.info)
     async with op.statements.stream(op.client, query, TYPED_FORMAT) as chunks:
         await collect(reader, chunks, response.rows, limits)
+    if response.ByteSize() > limits.message_bytes:
+        raise ResourceExhaustedError(
+            f"the decoded result exceeds {limits.message_bytes} bytes "
+            "(SIDECAR_MAX_MESSAGE_BYTES); use QueryDataStream or add a LIMIT"
+        )
     response.query_id = op.call.reported_query_id
     response.columns.extend(reader.columns)
 
@@ -201,7 +224,7 @@ def _require_sql(sql: str) -> str:
 async def query_data(
     op: Op, request: pb.QueryDataRequest, limits: Limits
 ) -> pb.QueryDataResponse:
-    _require_sql(request.sql)
+    check_read_only(_require_sql(request.sql))
     settings = caller_settings(request.settings, "settings")
     settings["readonly"] = "2"
     params = query_params(op, request.parameters)
@@ -214,12 +237,13 @@ async def query_data(
 async def execute_raw_query(
     op: Op, request: pb.ExecuteRawQueryRequest, limits: Limits, allow_writes: bool
 ) -> pb.ExecuteRawQueryResponse:
-    _require_sql(request.sql)
+    sql = check_single_statement(_require_sql(request.sql))
     settings = caller_settings(request.settings, "settings")
     if allow_writes:
         # The statement may change any table's columns.
         op.statements.columns.clear()
     else:
+        check_read_only(sql)
         settings["readonly"] = "2"
 
     response = pb.ExecuteRawQueryResponse()

@@ -90,10 +90,16 @@ class _Writer:
     param: Encoder
 
 
+# The last day and second servers with a short calendar read back right.
+SHORT_CALENDAR_LAST_DAY = "2105-12-31"
+SHORT_CALENDAR_LAST_SECOND = 4_291_747_199  # 2105-12-31 23:59:59 UTC
+
+
 @dataclass(frozen=True, slots=True)
 class _EncodeContext:
     server_timezone: str
     unix_timestamps_input: bool
+    short_calendar: bool = False
 
 
 def _bare(plain: Plain) -> _Writer:
@@ -112,8 +118,14 @@ def _quoted(plain: Plain) -> _Writer:
 
 def _datetime_writer(t: ChType, ctx: _EncodeContext) -> _Writer:
     zone = ZoneInfo(t.timezone or ctx.server_timezone)
-    nanos = _instant_nanos(t, zone)
+    checked = _instant_nanos(t, zone)
     precision = t.precision
+
+    def nanos(value: pb.Value) -> int:
+        total = checked(value)
+        if ctx.short_calendar and total // NS > SHORT_CALENDAR_LAST_SECOND:
+            raise EncodeError(f"instant after 2105 is out of range for {t.text} here")
+        return total
 
     def epoch(value: pb.Value) -> str:
         return epoch_text(nanos(value), precision)
@@ -180,10 +192,23 @@ def _map_writer(t: ChType, key: Encoder, item: Encoder) -> _Writer:
     return _bare(literal)
 
 
+def _until_2105(plain: Plain, t: ChType) -> Plain:
+    def capped(value: pb.Value) -> str:
+        text = plain(value)
+        if text > SHORT_CALENDAR_LAST_DAY:
+            raise EncodeError(f"{text} is after 2105, out of range for {t.text} here")
+        return text
+
+    return capped
+
+
 def _writer(t: ChType, ctx: _EncodeContext) -> _Writer:
     if t.name in PLAIN_TEXTS:
         build, quoted = PLAIN_TEXTS[t.name]
-        return _quoted(build(t)) if quoted else _bare(build(t))
+        plain = build(t)
+        if t.name == "Date" and ctx.short_calendar:
+            plain = _until_2105(plain, t)
+        return _quoted(plain) if quoted else _bare(plain)
     if t.name in ("DateTime", "DateTime64"):
         return _datetime_writer(t, ctx)
     if t.name == "LowCardinality":
@@ -201,11 +226,13 @@ def _writer(t: ChType, ctx: _EncodeContext) -> _Writer:
 
 @functools.lru_cache(maxsize=1024)
 def _writer_for(
-    type_name: str, server_timezone: str, unix_timestamps_input: bool
+    type_name: str,
+    server_timezone: str,
+    unix_timestamps_input: bool,
+    short_calendar: bool = False,
 ) -> _Writer:
-    return _writer(
-        parse_type(type_name), _EncodeContext(server_timezone, unix_timestamps_input)
-    )
+    context = _EncodeContext(server_timezone, unix_timestamps_input, short_calendar)
+    return _writer(parse_type(type_name), context)
 
 
 def encoder_for(
@@ -213,6 +240,7 @@ def encoder_for(
     *,
     unix_timestamps_input: bool = True,
     server_timezone: str = "UTC",
+    short_calendar: bool = False,
 ) -> Encoder:
     """The encoder of ``type_name`` values into ``Values``-format literals.
 
@@ -221,9 +249,14 @@ def encoder_for(
     text in the column's zone (``server_timezone`` when the type names none).
     The encoder raises :class:`EncodeError` with a short reason; the caller
     adds the row and the column. Raises :class:`RequestError` for a type the
-    codec does not carry.
+    codec does not carry. With ``short_calendar`` (servers before 21.1),
+    dates and instants after 2105 are refused: such servers read them back
+    wrong.
     """
-    return _writer_for(type_name, server_timezone, unix_timestamps_input).literal
+    writer = _writer_for(
+        type_name, server_timezone, unix_timestamps_input, short_calendar
+    )
+    return writer.literal
 
 
 def encode_row(encoders: Sequence[Encoder], row: pb.Row) -> str:

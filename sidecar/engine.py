@@ -31,6 +31,9 @@ class Query:
     database: str
     settings: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
+    # The caller reads the result whole: the engine may hold it back until
+    # the statement ends, so that an error can never follow partial output.
+    whole: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class Capabilities:
     # date_time_output_format=unix_timestamp: lossless DateTime output.
     unix_timestamp_output: bool
     insert_deduplication_token: bool
+    # Old servers' calendars end with 2105: later dates read back wrong.
+    short_calendar: bool
 
     @classmethod
     def for_version(cls, version: tuple[int, ...]) -> Capabilities:
@@ -61,6 +66,7 @@ class Capabilities:
             low_cardinality_flag=major_minor < (19, 9),
             unix_timestamp_output=major_minor >= (21, 1),
             insert_deduplication_token=major_minor >= (22, 2),
+            short_calendar=major_minor < (21, 1),
         )
 
 

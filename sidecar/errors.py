@@ -42,44 +42,55 @@ class SidecarError(Exception):
     """Base of every error the sidecar turns into a gRPC status itself."""
 
     status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    # ErrorInfo.reason: stable, for clients to switch on.
+    reason = "INTERNAL"
 
 
 class RequestError(SidecarError):
     """The caller's request is wrong; the message names the field."""
 
     status = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_REQUEST"
 
 
 class NotFoundError(RequestError):
     status = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
 
 
 class AlreadyExistsError(RequestError):
     status = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
 
 
 class UnsupportedError(RequestError):
     """The connected ClickHouse server lacks the feature (names the version)."""
 
     status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "UNSUPPORTED_BY_SERVER"
 
 
 class PermissionDeniedError(RequestError):
     status = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
 
 
 class ResourceExhaustedError(RequestError):
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
 
 
 class UnavailableError(SidecarError):
     """ClickHouse cannot be reached (refused, reset, DNS, engine closed)."""
 
     status = grpc.StatusCode.UNAVAILABLE
+    reason = "CLICKHOUSE_UNAVAILABLE"
 
 
 class ClickHouseError(SidecarError):
     """An exception reported by ClickHouse, with its numeric code and name."""
+
+    reason = "CLICKHOUSE_ERROR"
 
     def __init__(self, code: int, message: str, name: str = "") -> None:
         self.code = code
@@ -133,6 +144,9 @@ CODE_NAMES: dict[int, str] = {
     456: "UNKNOWN_QUERY_PARAMETER",
     457: "BAD_QUERY_PARAMETER",
     497: "ACCESS_DENIED",
+    192: "UNKNOWN_USER",
+    193: "WRONG_PASSWORD",
+    194: "REQUIRED_PASSWORD",
     516: "AUTHENTICATION_FAILED",
 }
 
@@ -155,6 +169,9 @@ _STATUS_BY_CODE: dict[int, grpc.StatusCode] = {
     # Permissions.
     164: grpc.StatusCode.PERMISSION_DENIED,  # READONLY
     497: grpc.StatusCode.PERMISSION_DENIED,  # ACCESS_DENIED
+    192: grpc.StatusCode.UNAUTHENTICATED,  # UNKNOWN_USER (before 20.x)
+    193: grpc.StatusCode.UNAUTHENTICATED,  # WRONG_PASSWORD (before 20.x)
+    194: grpc.StatusCode.UNAUTHENTICATED,  # REQUIRED_PASSWORD
     516: grpc.StatusCode.UNAUTHENTICATED,  # AUTHENTICATION_FAILED
     # Limits.
     158: grpc.StatusCode.RESOURCE_EXHAUSTED,  # TOO_MANY_ROWS

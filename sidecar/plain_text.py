@@ -14,6 +14,7 @@ import decimal
 import ipaddress
 import math
 import re
+import struct
 import uuid
 from collections.abc import Callable
 
@@ -117,23 +118,44 @@ def _float_text(number: float) -> str:
 
 
 def _float_plain(t: ChType) -> Plain:
+    single = t.name == "Float32"
+
     def plain(value: pb.Value) -> str:
         kind = value.WhichOneof("kind")
         if kind == "double_value":
-            return _float_text(value.double_value)
+            return _float_text(_fitting(value.double_value, single, t))
         if kind in ("string_value", "decimal_value") and _FLOAT_RE.fullmatch(
             getattr(value, kind)
         ):
-            return _float_text(float(getattr(value, kind)))
+            return _float_text(_fitting(float(getattr(value, kind)), single, t))
         if kind in ("int64_value", "uint64_value", "big_int_value"):
-            return _exact_float(int(getattr(value, kind)), t)
+            return _exact_float(int(getattr(value, kind)), single, t)
         raise mismatch("a number", t, value)
 
     return plain
 
 
-def _exact_float(number: int, t: ChType) -> str:
-    if abs(number) <= 2**53 or int(float(number)) == number:
+def _as_single(number: float) -> float:
+    try:
+        single: float = struct.unpack("f", struct.pack("f", number))[0]
+    except OverflowError:
+        return math.inf
+    return single
+
+
+def _fitting(number: float, single: bool, t: ChType) -> float:
+    """``number``, refused where Float32 would turn it into inf or 0."""
+    if not single or not math.isfinite(number) or number == 0:
+        return number
+    stored = _as_single(number)
+    if math.isinf(stored) or stored == 0:
+        raise EncodeError(f"{number!r} is out of range for {t.text}")
+    return number
+
+
+def _exact_float(number: int, single: bool, t: ChType) -> str:
+    exact = float(number) == number and (not single or _as_single(number) == number)
+    if exact:
         return _float_text(float(number))
     raise EncodeError(f"{number} is not exactly representable in {t.text}")
 

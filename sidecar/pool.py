@@ -17,6 +17,7 @@ or aiochclient; their exceptions are translated here.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 ClientT = TypeVar("ClientT", bound=Client)
 
 CHUNK_BYTES = 256 * 1024
+LARGE_BODY_BYTES = 1024 * 1024
 # A ClickHouse exception written after HTTP 200 ends the body; it is short.
 EXCEPTION_TAIL_BYTES = 64 * 1024
 _TRAILING_EXCEPTION = re.compile(rb"(?:\A|\n)(Code: \d+[.,] [^\n]*)\n?\Z")
@@ -141,12 +143,18 @@ class HttpClient(ChClient):  # type: ignore[misc]
         params["database"] = query.database
         if fmt:
             params["default_format"] = fmt
+        if query.whole:
+            # Errors then come as an HTTP status, never after partial output.
+            params["wait_end_of_query"] = "1"
         for name, value in query.params.items():
             params[f"param_{name}"] = value
         return params
 
     async def _send(
-        self, params: dict[str, str], data: bytes | AsyncIterable[bytes], replay: bool
+        self,
+        params: dict[str, str],
+        data: bytes | io.BytesIO | AsyncIterable[bytes],
+        replay: bool,
     ) -> aiohttp.ClientResponse:
         """POST, once more on a fresh connection if a pooled one was stale.
 
@@ -162,6 +170,8 @@ class HttpClient(ChClient):  # type: ignore[misc]
             if not replay:
                 raise
             log.debug("stale pooled connection; retrying query %s", params["query_id"])
+        if isinstance(data, io.BytesIO):
+            data.seek(0)
         return await self._pool.session.post(
             self.url, params=params, headers=self.headers, data=data
         )
@@ -175,10 +185,13 @@ class HttpClient(ChClient):  # type: ignore[misc]
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         params = self._params(query, fmt)
         if body is None:
-            data: bytes | AsyncIterable[bytes] = query.sql.encode()
+            data: bytes | io.BytesIO | AsyncIterable[bytes] = query.sql.encode()
         else:
             params["query"] = query.sql
             data = body
+        if isinstance(data, bytes) and len(data) > LARGE_BODY_BYTES:
+            # aiohttp sends a file-like body in pieces instead of all at once.
+            data = io.BytesIO(data)
         try:
             response = await self._send(params, data, _replayable(query, body))
             async with response:
@@ -199,14 +212,18 @@ class HttpClient(ChClient):  # type: ignore[misc]
         self, query: Query, fmt: str
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         async with self._post(query, fmt, None) as response:
-            yield _checked_chunks(response.content)
+            if query.whole:
+                yield response.content.iter_chunked(CHUNK_BYTES)
+            else:
+                yield _checked_chunks(response.content)
 
     async def execute(
         self, query: Query, body: bytes | AsyncIterable[bytes] | None = None
     ) -> bytes:
         async with self._post(query, None, body) as response:
             output = await response.read()
-        _raise_trailing_exception(output)
+        if not query.whole:
+            _raise_trailing_exception(output)
         return output
 
     async def kill(self, query_id: str) -> None:

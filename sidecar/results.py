@@ -28,6 +28,8 @@ class Limits:
 
     rows: int
     bytes: int
+    # The largest response message the server may send.
+    message_bytes: int = 64 * 1024 * 1024
 
 
 class ResultReader:

@@ -127,7 +127,8 @@ class SidecarServer:
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
-                ("grpc.so_reuseport", 1),
+                # gRPC shares ports by default; a busy port must fail instead.
+                ("grpc.so_reuseport", int(self.settings.reuse_port)),
             ],
         )
         service = SidecarService(self.settings, self.pool, self._statements)

@@ -43,9 +43,8 @@ ERROR_DOMAIN = "clickhouse.sidecar.v1"
 def error_status(exc: SidecarError, query_id: str) -> grpc.Status:
     """The status (with ErrorInfo details) a sidecar error becomes."""
     metadata = {"query_id": query_id}
-    reason = type(exc).__name__
+    reason = exc.reason
     if isinstance(exc, ClickHouseError):
-        reason = "CLICKHOUSE_ERROR"
         metadata["code"] = str(exc.code)
         metadata["name"] = exc.name
     info = error_details_pb2.ErrorInfo(
@@ -104,7 +103,9 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
         self._statements = statements
         self._admission = Admission(settings.max_concurrent_calls)
         self._limits = Limits(
-            rows=settings.max_result_rows, bytes=settings.max_result_bytes
+            rows=settings.max_result_rows,
+            bytes=settings.max_result_bytes,
+            message_bytes=settings.max_message_bytes,
         )
         self._streams = streaming.Streams(pool, statements, self.new_call, status_for)
 

@@ -46,8 +46,21 @@ RESERVED_SETTINGS = frozenset(
         "max_result_rows",
         "max_result_bytes",
         "result_overflow_mode",
+        "log_comment",
+        "compress",
+        "decompress",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "send_progress_in_http_headers",
+        "extremes",
+        "max_insert_block_size",
+        "insert_deduplication_token",
+        "engine_file_truncate_on_insert",
     }
 )
+# Prefixes of settings that change how results are written or read: the
+# sidecar decodes results itself and must get them in the form it asked for.
+RESERVED_PREFIXES = ("param_", "format_", "output_format_", "input_format_", "http_")
 
 
 def validate_identifier(name: str, field: str) -> str:
@@ -95,7 +108,7 @@ def check_setting_name(name: str, field: str) -> str:
     if not _SETTING_NAME.match(name):
         raise RequestError(f"{field}: {name!r} is not a setting name")
 
-    if name in RESERVED_SETTINGS or name.startswith("param_"):
+    if name in RESERVED_SETTINGS or name.startswith(RESERVED_PREFIXES):
         raise RequestError(f"{field}: setting {name!r} is managed by the sidecar")
 
     return name
@@ -104,42 +117,3 @@ def check_setting_name(name: str, field: str) -> str:
 def caller_settings(settings: Mapping[str, str], field: str) -> dict[str, str]:
     """Validate a request's settings map; values travel as parameters."""
     return {check_setting_name(name, field): value for name, value in settings.items()}
-
-
-def check_single_statement(sql: str) -> str:
-    """Refuse ``a; b``: one request runs one statement, on every engine.
-
-    ClickHouse's HTTP interface refuses multi-statements itself; the embedded
-    engine would run them, so it checks here. Semicolons inside quotes,
-    backquotes and comments do not count, nor does a trailing one.
-    """
-    i, n = 0, len(sql)
-    while i < n:
-        char = sql[i]
-        if char in "'\"`":
-            i = _skip_quoted(sql, i, char)
-        elif sql.startswith("--", i) or char == "#":
-            end = sql.find("\n", i)
-            i = n if end < 0 else end
-        elif sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif char == ";":
-            if sql[i + 1 :].strip(" \t\r\n;"):
-                raise RequestError("sql must hold one statement (found ';')")
-            return sql
-        else:
-            i += 1
-    return sql
-
-
-def _skip_quoted(sql: str, start: int, quote: str) -> int:
-    i = start + 1
-    while i < len(sql):
-        if sql[i] == "\\":
-            i += 2
-        elif sql[i] == quote:
-            return i + 1
-        else:
-            i += 1
-    return i

@@ -49,11 +49,11 @@ from .data import _output_settings, dedup_settings, encode_rows, query_params
 from .data import insert_statement as typed_insert_statement
 from .engine import Query
 from .errors import ClickHouseError, RequestError, SidecarError, UnsupportedError
+from .guard import check_read_only
 from .pool import Pool
 from .results import TYPED_FORMAT, ResultReader
 from .sql import (
     caller_settings,
-    check_single_statement,
     identifier_list,
     qualified,
     validate_identifier,
@@ -247,7 +247,7 @@ def _select(
 ) -> Query:
     if not request.sql.strip():
         raise RequestError("sql must not be empty")
-    check_single_statement(request.sql)
+    check_read_only(request.sql)
     database = validate_identifier(request.database or op.call.database, "database")
     settings = caller_settings(request.settings, "settings")
     settings.update(extra, readonly="2")

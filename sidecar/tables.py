@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from .calls import Op
 from .errors import ClickHouseError, NotFoundError, RequestError, UnsupportedError
+from .guard import code_of
 from .sql import qualified, quote_identifier, quote_string, validate_identifier
 
 __all__ = [
@@ -38,6 +39,7 @@ _DEFAULT_KINDS = {
 }
 _KIND_BY_NAME = {name: kind for kind, name in _DEFAULT_KINDS.items()}
 _NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ENGINE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\(.*\))?\Z", re.DOTALL)
 
 
@@ -73,9 +75,16 @@ async def create_database(
 
 
 def _engine(engine: str) -> str:
-    if not _ENGINE.match(engine.strip()):
+    code = code_of(engine).strip()
+    if not _ENGINE.match(code) or any(m in engine for m in (";", "--", "/*", "#")):
         raise RequestError(f"engine {engine!r} is not an engine name with arguments")
     return engine.strip()
+
+
+def _table_setting(name: str) -> str:
+    if not _SETTING_NAME.match(name):
+        raise RequestError(f"settings: {name!r} is not a table setting name")
+    return name
 
 
 def _column(column: pb.ColumnDefinition, index: int) -> str:
@@ -85,6 +94,8 @@ def _column(column: pb.ColumnDefinition, index: int) -> str:
         raise RequestError(f"{field}.type must not be empty (column {name!r})")
 
     parts = [quote_identifier(name), column.type.strip()]
+    if column.default_kind not in (pb.DEFAULT_KIND_UNSPECIFIED, *_DEFAULT_KINDS):
+        raise RequestError(f"{field}.default_kind {column.default_kind} is not known")
     if column.default_kind != pb.DEFAULT_KIND_UNSPECIFIED:
         if (
             not column.default_expression.strip()
@@ -147,7 +158,7 @@ def create_table_sql(request: pb.CreateTableRequest, database: str, table: str) 
         sql += f" TTL {request.ttl}"
     if request.settings:
         pairs = (
-            f"{validate_identifier(k, 'settings')} = {_setting_value(v)}"
+            f"{_table_setting(k)} = {_setting_value(v)}"
             for k, v in sorted(request.settings.items())
         )
         sql += " SETTINGS " + ", ".join(pairs)

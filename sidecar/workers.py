@@ -39,7 +39,10 @@ def run_loop(main: Coroutine[Any, Any, None], choice: str) -> None:
 def supervise(count: int, argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Run ``count`` single-worker servers; return the worst exit status."""
     # The last --workers wins: each child serves alone.
-    command = [sys.executable, "-m", "sidecar", "serve", *argv, "--workers", "1"]
+    command = [
+        *(sys.executable, "-m", "sidecar", "serve", *argv),
+        *("--workers", "1", "--reuse-port"),
+    ]
     children = [subprocess.Popen(command, env=dict(environ)) for _ in range(count)]
     log.info("started %d workers: %s", count, [c.pid for c in children])
 

@@ -121,7 +121,7 @@ async def test_sidecar_validation_errors_carry_error_info(stub: AsyncStub) -> No
 
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = error_info(error)
-    assert info.reason == "RequestError"
+    assert info.reason == "INVALID_REQUEST"
     assert "code" not in info.metadata
     assert "table" in (error.details() or "")
 
@@ -164,7 +164,8 @@ async def test_raw_writes_are_permission_denied_by_default(stub: AsyncStub) -> N
     )
 
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert error_info(error).metadata["code"] == "164"
+    assert error_info(error).reason == "PERMISSION_DENIED"
+    assert "SIDECAR_ALLOW_RAW_WRITES" in (error.details() or "")
     exists = await stub.CheckTableExists(
         pb.CheckTableExistsRequest(database="default", table=table)
     )
