@@ -30,6 +30,13 @@ def _exporter(environ: dict[str, str]) -> str:
 
 
 def _health(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help"):
+        print(
+            "usage: clickhouse-sidecar health [host:port]\n\n"
+            "Asks a running sidecar's grpc.health.v1 service; exits 0 only when it "
+            "answers SERVING. The default address is SIDECAR_LISTEN."
+        )
+        return 0
     try:
         settings = parse_settings([], dict(os.environ))
     except ConfigError as exc:

@@ -30,7 +30,12 @@ import aiohttp
 from aiochclient import ChClient
 
 from .engine import Capabilities, Client, Query, ServerInfo
-from .errors import ClickHouseError, UnavailableError, parse_exception_text
+from .errors import (
+    ClickHouseError,
+    SidecarError,
+    UnavailableError,
+    parse_exception_text,
+)
 from .sql import quote_string
 
 __all__ = ["ClientContext", "HttpClient", "HttpPool", "Pool", "parse_version"]
@@ -324,8 +329,16 @@ class HttpPool:
     @property
     def info(self) -> ServerInfo:
         if self._info is None:
-            raise UnavailableError("the ClickHouse pool is not open")
+            raise UnavailableError(
+                f"ClickHouse at {self.address} has not answered since the "
+                "sidecar started"
+            )
         return self._info
+
+    @property
+    def ready(self) -> bool:
+        """Whether the server's version is known (it answered once)."""
+        return self._info is not None
 
     async def open(self) -> None:
         """Create the shared session and learn the server's version."""
@@ -340,9 +353,18 @@ class HttpPool:
         )
         try:
             self._info = await self._read_info()
+        except UnavailableError as exc:
+            # Pods start in any order: serve NOT_SERVING until ClickHouse
+            # answers, rather than crash-loop. Wrong credentials still fail.
+            log.warning("ClickHouse is not answering yet: %s", exc)
         except BaseException:
             await self.close()
             raise
+
+    async def _learn_info(self) -> ServerInfo:
+        if self._info is None:
+            self._info = await self._read_info()
+        return self._info
 
     async def _read_info(self) -> ServerInfo:
         client = HttpClient(self)
@@ -371,11 +393,15 @@ class HttpPool:
                 self.url.rstrip("/") + "/ping",
                 timeout=aiohttp.ClientTimeout(total=2),
             ) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError, UnavailableError):
+                if response.status != 200:
+                    return False
+            await self._learn_info()
+        except (aiohttp.ClientError, TimeoutError, SidecarError):
             return False
+        return True
 
     async def _acquire(self) -> Client:
+        await self._learn_info()
         await self._slots.acquire()
         return HttpClient(self)
 

@@ -109,15 +109,16 @@ class SidecarServer:
         await self._server.start()
         await self._update_health()
         self._watch = asyncio.create_task(self._watch_health())
-        info = self.pool.info
-        log.info(
-            "serving %s on %s: engine %s (%s, ClickHouse %s)",
-            SERVICE_NAME,
-            address.rsplit(":", 1)[0] + f":{self.port}",
-            info.engine,
-            info.address,
-            info.version,
-        )
+        where = address.rsplit(":", 1)[0] + f":{self.port}"
+        try:
+            info = self.pool.info
+        except UnavailableError as exc:
+            log.info("serving %s on %s, NOT_SERVING: %s", SERVICE_NAME, where, exc)
+        else:
+            log.info(
+                "serving %s on %s: engine %s (%s, ClickHouse %s)",
+                SERVICE_NAME, where, info.engine, info.address, info.version,
+            )  # fmt: skip
         return self.port
 
     def _build_server(self) -> grpc.aio.Server:

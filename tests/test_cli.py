@@ -198,17 +198,52 @@ async def test_second_sidecar_on_the_same_data_dir_fails_clearly(
     assert "is in use by another clickhouse-sidecar" in log
 
 
-async def test_password_is_never_logged(tmp_path: Path) -> None:
+async def test_unreachable_clickhouse_serves_not_serving_until_it_answers(
+    tmp_path: Path,
+) -> None:
     secret = "s3cret-Pa55word"
+    port = _free_port()
     env = {**os.environ, "CLICKHOUSE_PASSWORD": secret, "PYTHONPATH": str(ROOT)}
     env["CLICKHOUSE_URL"] = f"http://user:{secret}@127.0.0.1:{_free_port()}/"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "serve", "--listen", f"127.0.0.1:{port}",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        status = ""
+        for _ in range(100):
+            code, status, _err = await _run(
+                sys.executable, "-m", "sidecar", "health", f"127.0.0.1:{port}"
+            )
+            if "NOT_SERVING" in status:
+                break
+            await asyncio.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    log = (out + err).decode()
+    assert "NOT_SERVING" in status
+    assert code == 1
+    assert "not answering yet" in log
+    assert process.returncode == 0
+    assert secret not in log
+
+
+async def test_wrong_password_fails_at_start(clickhouse_url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLICKHOUSE_URL": clickhouse_url}
+    env.update(CLICKHOUSE_USER="sidecar", CLICKHOUSE_PASSWORD="not-the-password")
     code, out, err = await _run(
         sys.executable, "-m", "sidecar", "serve", "--listen", "127.0.0.1:0", env=env
     )
 
-    assert code == 1, "ClickHouse is not there: the sidecar cannot start"
-    assert "unreachable" in err
-    assert secret not in out + err
+    assert code == 1
+    assert "cannot serve" in err
+    assert "193" in err or "516" in err
+    assert "not-the-password" not in out + err
 
 
 def test_help_documents_every_setting() -> None:
@@ -224,3 +259,10 @@ def test_readme_documents_every_setting() -> None:
 
     for field in Settings.__dataclass_fields__.values():
         assert f"`{field.metadata['env']}`" in readme
+
+
+async def test_health_help_explains_itself() -> None:
+    code, out, _err = await _run(sys.executable, "-m", "sidecar", "health", "--help")
+
+    assert code == 0
+    assert "exits 0 only when it answers SERVING" in out
