@@ -136,7 +136,7 @@ class Bench:
     async def raw_sidecar(self, sql: str, fmt: str) -> int:
         size = 0
         async for chunk in self.stub.QueryRawStream(
-            pb.QueryRawRequest(sql=sql, format=fmt)
+            pb.QueryRawStreamRequest(sql=sql, format=fmt)
         ):
             size += len(chunk.data)
         return size
@@ -151,7 +151,7 @@ class Bench:
 
     async def typed_sidecar(self, sql: str) -> int:
         rows = 0
-        request = pb.QueryDataRequest(sql=sql, batch_rows=4096)
+        request = pb.QueryDataStreamRequest(sql=sql, batch_rows=4096)
         async for message in self.stub.QueryDataStream(request):
             rows += len(message.rows)
         return rows

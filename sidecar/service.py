@@ -243,7 +243,7 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
 
     # Async generator methods: grpc.aio only streams from those.
     async def QueryDataStream(
-        self, request: pb.QueryDataRequest, context: Any
+        self, request: pb.QueryDataStreamRequest, context: Any
     ) -> AsyncIterator[pb.QueryDataStreamResponse]:
         async with self.admission(context):
             async for message in self._streams.query_data(request, context):
@@ -251,19 +251,19 @@ class SidecarService(pb_grpc.ClickHouseSidecarServicer):
 
     async def InsertDataStream(
         self, request_iterator: AsyncIterator[pb.InsertDataStreamRequest], context: Any
-    ) -> pb.InsertDataResponse:
+    ) -> pb.InsertDataStreamResponse:
         async with self.admission(context):
             return await self._streams.insert_data(request_iterator, context)
 
     async def QueryRawStream(
-        self, request: pb.QueryRawRequest, context: Any
-    ) -> AsyncIterator[pb.RawChunk]:
+        self, request: pb.QueryRawStreamRequest, context: Any
+    ) -> AsyncIterator[pb.QueryRawStreamResponse]:
         async with self.admission(context):
             async for message in self._streams.query_raw(request, context):
                 yield message
 
     async def InsertRawStream(
         self, request_iterator: AsyncIterator[pb.InsertRawStreamRequest], context: Any
-    ) -> pb.InsertDataResponse:
+    ) -> pb.InsertRawStreamResponse:
         async with self.admission(context):
             return await self._streams.insert_raw(request_iterator, context)

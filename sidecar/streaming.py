@@ -34,7 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+)
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, TypeVar
@@ -67,6 +74,7 @@ log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 RequestT = TypeVar("RequestT", bound=Message)
 ItemT = TypeVar("ItemT")
+ResponseT = TypeVar("ResponseT", bound=Message)
 
 DEFAULT_BATCH_ROWS = 4096
 BATCH_BYTES = 1 << 20
@@ -96,23 +104,23 @@ class Streams:
     status_for: Callable[[Exception, str], grpc.Status]
 
     def query_data(
-        self, request: pb.QueryDataRequest, context: Context
+        self, request: pb.QueryDataStreamRequest, context: Context
     ) -> AsyncIterator[pb.QueryDataStreamResponse]:
         return self._respond(request, context, _typed_messages)
 
     def query_raw(
-        self, request: pb.QueryRawRequest, context: Context
-    ) -> AsyncIterator[pb.RawChunk]:
+        self, request: pb.QueryRawStreamRequest, context: Context
+    ) -> AsyncIterator[pb.QueryRawStreamResponse]:
         return self._respond(request, context, _raw_messages)
 
     async def insert_data(
         self, requests: AsyncIterator[pb.InsertDataStreamRequest], context: Context
-    ) -> pb.InsertDataResponse:
+    ) -> pb.InsertDataStreamResponse:
         return await self._consume(requests, context, _insert_rows)
 
     async def insert_raw(
         self, requests: AsyncIterator[pb.InsertRawStreamRequest], context: Context
-    ) -> pb.InsertDataResponse:
+    ) -> pb.InsertRawStreamResponse:
         return await self._consume(requests, context, _insert_bytes)
 
     async def _respond(
@@ -147,8 +155,8 @@ class Streams:
         self,
         requests: AsyncIterator[RequestT],
         context: Context,
-        consume: Callable[[Op, RequestT, _Requests[RequestT]], Any],
-    ) -> pb.InsertDataResponse:
+        consume: Callable[[Op, RequestT, _Requests[RequestT]], Awaitable[ResponseT]],
+    ) -> ResponseT:
         call: Call | None = None
         try:
             first = await anext(aiter(requests), None)
@@ -158,8 +166,7 @@ class Streams:
             rest = _Requests(requests, asyncio.current_task())
             async with self.pool.client() as client:
                 op = Op(self.statements, client, call)
-                response: pb.InsertDataResponse = await consume(op, first, rest)
-                return response
+                return await consume(op, first, rest)
         except Exception as exc:
             await self._abort(context, exc, call)
 
@@ -242,7 +249,7 @@ class _Tally:
 
 def _select(
     op: Op,
-    request: pb.QueryDataRequest | pb.QueryRawRequest,
+    request: pb.QueryDataStreamRequest | pb.QueryRawStreamRequest,
     extra: Mapping[str, str],
 ) -> Query:
     if not request.sql.strip():
@@ -256,7 +263,7 @@ def _select(
 
 
 async def _typed_messages(
-    op: Op, request: pb.QueryDataRequest
+    op: Op, request: pb.QueryDataStreamRequest
 ) -> AsyncGenerator[pb.QueryDataStreamResponse, None]:
     query = _select(op, request, _output_settings(op))
     reader = ResultReader(op.info)
@@ -317,8 +324,8 @@ async def _counted(chunks: AsyncIterator[bytes], tally: _Tally) -> AsyncIterator
 
 
 async def _raw_messages(
-    op: Op, request: pb.QueryRawRequest
-) -> AsyncGenerator[pb.RawChunk, None]:
+    op: Op, request: pb.QueryRawStreamRequest
+) -> AsyncGenerator[pb.QueryRawStreamResponse, None]:
     fmt = _vetted(request.format, OUTPUT_FORMATS)
     query = _select(op, request, {})
     tally = _Tally()
@@ -329,10 +336,10 @@ async def _raw_messages(
                 for start in range(0, len(chunk), RAW_CHUNK_BYTES):
                     piece = chunk[start : start + RAW_CHUNK_BYTES]
                     tally.add(0, len(piece))
-                    yield pb.RawChunk(query_id=query_id, data=piece)
+                    yield pb.QueryRawStreamResponse(query_id=query_id, data=piece)
                     query_id = ""
     if query_id:
-        yield pb.RawChunk(query_id=query_id)
+        yield pb.QueryRawStreamResponse(query_id=query_id)
 
 
 def _vetted(fmt: str, allowed: tuple[str, ...]) -> str:
@@ -429,7 +436,7 @@ async def _insert_rows(
     op: Op,
     first: pb.InsertDataStreamRequest,
     rest: _Requests[pb.InsertDataStreamRequest],
-) -> pb.InsertDataResponse:
+) -> pb.InsertDataStreamResponse:
     database, table = table_name(op, first.database, first.table)
     sql, columns, encoders = await typed_insert_statement(
         op, database, table, first.columns
@@ -453,7 +460,7 @@ async def _insert_rows(
             raise
 
     await feed.send(op, sql, first.deduplication_token, body())
-    return pb.InsertDataResponse(
+    return pb.InsertDataStreamResponse(
         query_id=op.call.reported_query_id, rows_written=feed.tally.rows
     )
 
@@ -462,7 +469,7 @@ async def _insert_bytes(
     op: Op,
     first: pb.InsertRawStreamRequest,
     rest: _Requests[pb.InsertRawStreamRequest],
-) -> pb.InsertDataResponse:
+) -> pb.InsertRawStreamResponse:
     database, table = table_name(op, first.database, first.table)
     fmt = _vetted(first.format, INPUT_FORMATS)
     columns = [
@@ -487,4 +494,4 @@ async def _insert_bytes(
         await feed.send(op, sql, first.deduplication_token, body())
     # TODO(#4): ClickHouse does not say how many rows a raw body held (18.16
     # sends no X-ClickHouse-Summary); rows_written stays 0 for raw inserts.
-    return pb.InsertDataResponse(query_id=op.call.reported_query_id)
+    return pb.InsertRawStreamResponse(query_id=op.call.reported_query_id)

@@ -49,7 +49,7 @@ async def test_calls_past_the_limit_get_resource_exhausted_at_once(
 async def test_streams_count_against_the_limit(clickhouse_url: str) -> None:
     settings = make_settings(clickhouse_url, None, max_concurrent_calls=1)
     async with running_sidecar(settings) as sidecar:
-        request = pb.QueryDataRequest(sql="SELECT sleep(1) AS s")
+        request = pb.QueryDataStreamRequest(sql="SELECT sleep(1) AS s")
         stream = sidecar.stub.QueryDataStream(request)
         first = _task(anext(aiter(stream)))
         await asyncio.sleep(0.3)

@@ -91,8 +91,10 @@ async def test_raw_query_and_streams_refuse_files_and_urls(
 ) -> None:
     calls: list[Awaitable[object]] = [
         stub.ExecuteRawQuery(pb.ExecuteRawQueryRequest(sql=sql)),
-        stub.QueryDataStream(pb.QueryDataRequest(sql=sql)).read(),
-        stub.QueryRawStream(pb.QueryRawRequest(sql=sql, format="TabSeparated")).read(),
+        stub.QueryDataStream(pb.QueryDataStreamRequest(sql=sql)).read(),
+        stub.QueryRawStream(
+            pb.QueryRawStreamRequest(sql=sql, format="TabSeparated")
+        ).read(),
     ]
     for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -127,7 +127,7 @@ def uint_rows(values: Iterable[object]) -> list[pb.Row]:
 
 
 async def read_raw(side: Sidecar, sql: str, fmt: str) -> bytes:
-    request = pb.QueryRawRequest(sql=sql, format=fmt)
+    request = pb.QueryRawStreamRequest(sql=sql, format=fmt)
     chunks = [chunk async for chunk in side.stub.QueryRawStream(request)]
     assert chunks[0].query_id
     return b"".join(chunk.data for chunk in chunks)
@@ -146,7 +146,7 @@ async def insert_raw(side: Sidecar, table: str, fmt: str, data: bytes) -> None:
 async def test_query_stream_returns_a_result_past_the_unary_cap_in_order(
     side: Sidecar,
 ) -> None:
-    request = pb.QueryDataRequest(sql=NUMBERS.format(n=25000), batch_rows=1000)
+    request = pb.QueryDataStreamRequest(sql=NUMBERS.format(n=25000), batch_rows=1000)
     messages = [m async for m in side.stub.QueryDataStream(request)]
 
     numbers = [row.values[0].uint64_value for m in messages for row in m.rows]
@@ -159,7 +159,9 @@ async def test_query_stream_returns_a_result_past_the_unary_cap_in_order(
 
 async def test_query_stream_bounds_a_message_by_bytes(side: Sidecar) -> None:
     wide = "arrayStringConcat(arrayMap(x -> 'xxxxxxxxxx', range(10000)))"
-    request = pb.QueryDataRequest(sql=f"SELECT {wide} FROM system.numbers LIMIT 60")
+    request = pb.QueryDataStreamRequest(
+        sql=f"SELECT {wide} FROM system.numbers LIMIT 60"
+    )
     messages = [m async for m in side.stub.QueryDataStream(request)]
 
     assert sum(len(m.rows) for m in messages) == 60
@@ -169,7 +171,7 @@ async def test_query_stream_bounds_a_message_by_bytes(side: Sidecar) -> None:
 async def test_query_stream_of_an_empty_result_sends_the_columns(
     side: Sidecar,
 ) -> None:
-    request = pb.QueryDataRequest(sql="SELECT 1 AS one WHERE 0")
+    request = pb.QueryDataStreamRequest(sql="SELECT 1 AS one WHERE 0")
     messages = [m async for m in side.stub.QueryDataStream(request)]
 
     assert len(messages) == 1
@@ -178,7 +180,9 @@ async def test_query_stream_of_an_empty_result_sends_the_columns(
 
 
 async def test_slow_reader_holds_the_query_back(side: Sidecar) -> None:
-    request = pb.QueryDataRequest(sql=NUMBERS.format(n=100_000_000), batch_rows=1000)
+    request = pb.QueryDataStreamRequest(
+        sql=NUMBERS.format(n=100_000_000), batch_rows=1000
+    )
     call = side.stub.QueryDataStream(request)
     first = await call.read()
     assert isinstance(first, pb.QueryDataStreamResponse)
@@ -206,7 +210,7 @@ async def wait_gone(side: Sidecar, query_id: str, seconds: float) -> bool:
 
 
 async def test_cancel_stops_the_query(side: Sidecar) -> None:
-    request = pb.QueryDataRequest(sql=NUMBERS.format(n=10**12), batch_rows=1000)
+    request = pb.QueryDataStreamRequest(sql=NUMBERS.format(n=10**12), batch_rows=1000)
     call = side.stub.QueryDataStream(request)
     first = await call.read()
     assert isinstance(first, pb.QueryDataStreamResponse)
@@ -218,7 +222,7 @@ async def test_cancel_stops_the_query(side: Sidecar) -> None:
 
 
 async def test_deadline_stops_the_query(side: Sidecar) -> None:
-    request = pb.QueryDataRequest(sql=NUMBERS.format(n=10**12), batch_rows=1000)
+    request = pb.QueryDataStreamRequest(sql=NUMBERS.format(n=10**12), batch_rows=1000)
     call = side.stub.QueryDataStream(request, timeout=1.0)
     first = await call.read()
     assert isinstance(first, pb.QueryDataStreamResponse)
@@ -236,7 +240,7 @@ async def test_deadline_stops_the_query(side: Sidecar) -> None:
 
 
 async def test_query_stream_reports_clickhouse_errors(side: Sidecar) -> None:
-    request = pb.QueryDataRequest(sql="SELECT * FROM no_such_table_here")
+    request = pb.QueryDataStreamRequest(sql="SELECT * FROM no_such_table_here")
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         _ = [m async for m in side.stub.QueryDataStream(request)]
@@ -245,7 +249,7 @@ async def test_query_stream_reports_clickhouse_errors(side: Sidecar) -> None:
 
 
 async def test_query_stream_sets_rows_on_the_server_span(side: Sidecar) -> None:
-    request = pb.QueryDataRequest(sql=NUMBERS.format(n=3000))
+    request = pb.QueryDataStreamRequest(sql=NUMBERS.format(n=3000))
     messages = [m async for m in side.stub.QueryDataStream(request)]
 
     query_id = messages[0].query_id
@@ -343,7 +347,7 @@ async def test_retried_stream_with_token_does_not_duplicate(side: Sidecar) -> No
 
 
 async def test_raw_query_refuses_an_unvetted_format(side: Sidecar) -> None:
-    request = pb.QueryRawRequest(sql="SELECT 1", format="PrettyCompact")
+    request = pb.QueryRawStreamRequest(sql="SELECT 1", format="PrettyCompact")
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         _ = [m async for m in side.stub.QueryRawStream(request)]
@@ -356,7 +360,7 @@ async def test_raw_query_refuses_an_unvetted_format(side: Sidecar) -> None:
 async def test_raw_query_in_a_missing_format_names_the_version(
     side: Sidecar, fmt: str
 ) -> None:
-    request = pb.QueryRawRequest(sql="SELECT 1", format=fmt)
+    request = pb.QueryRawStreamRequest(sql="SELECT 1", format=fmt)
     if side.version >= (19,):
         chunks = [m async for m in side.stub.QueryRawStream(request)]
         assert b"".join(c.data for c in chunks), f"{fmt} is served on this server"
