@@ -48,10 +48,28 @@ def _broken_fraction(fraction: bytes) -> int:
     return units
 
 
+UTC_KEYS = frozenset(
+    {"UTC", "Etc/UTC", "GMT", "Etc/GMT", "Universal", "Etc/Universal", "Zulu",
+     "Etc/Zulu", "UCT", "Etc/UCT", "Greenwich", "Etc/Greenwich"}
+)  # fmt: skip
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (no tz, no objects)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
 def local_nanos(raw: bytes, zone: ZoneInfo) -> int:
     """``YYYY-MM-DD hh:mm:ss[.f]`` in ``zone``; an ambiguous hour is the first."""
     if raw.startswith(b"0000-00-00"):  # 18.16 prints instant 0 this way
         return 0
+    if zone.key in UTC_KEYS and len(raw) >= 19:
+        return _utc_nanos(raw)
 
     day = dt.date(int(raw[0:4]), int(raw[5:7]), int(raw[8:10]))
     clock = dt.time(int(raw[11:13]), int(raw[14:16]), int(raw[17:19]))
@@ -63,6 +81,28 @@ def local_nanos(raw: bytes, zone: ZoneInfo) -> int:
     fraction = raw[20:]
     sub = int(fraction.ljust(9, b"0")) if fraction else 0
     return (seconds - int(offset.total_seconds())) * NS + sub
+
+
+def _utc_nanos(raw: bytes) -> int:
+    """:func:`local_nanos` for UTC, by arithmetic: no offsets to look up."""
+    month, day = int(raw[5:7]), int(raw[8:10])
+    hour, minute, second = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60):
+        raise ValueError(f"not a date-time: {raw!r}")
+    if second > 59 or day > _month_days(int(raw[0:4]), month):
+        raise ValueError(f"not a date-time: {raw!r}")
+    days = _days_from_civil(int(raw[0:4]), month, day)
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second
+    fraction = raw[20:]
+    sub = int(fraction.ljust(9, b"0")) if fraction else 0
+    return seconds * NS + sub
+
+
+def _month_days(year: int, month: int) -> int:
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return 29 if leap else 28
+    return 30 if month in (4, 6, 9, 11) else 31
 
 
 def epoch_text(nanos: int, precision: int) -> str:
