@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 from . import data, indexes, streaming, tables
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
+from .admission import Admission, LagMonitor
 from .calls import Call, Op, Statements
 from .config import Settings
 from .errors import ClickHouseError, ResourceExhaustedError, SidecarError
@@ -75,33 +76,24 @@ def status_for(exc: Exception, query_id: str) -> grpc.Status:
     return _internal_status(query_id)
 
 
-class Admission:
-    """Load shedding: calls past the limit are refused, never queued."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_flight = 0
-
-    def enter(self) -> None:
-        if self.in_flight >= self.limit:
-            raise ResourceExhaustedError(
-                f"the sidecar is serving its maximum of {self.limit} calls "
-                "(SIDECAR_MAX_CONCURRENT_CALLS); retry with backoff"
-            )
-        self.in_flight += 1
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-
-
 class SidecarService(pb_grpc.ClickHouseSidecarServicer):
     """The thirteen unary RPCs (streaming ones live in :mod:`sidecar.streaming`)."""
 
-    def __init__(self, settings: Settings, pool: Pool, statements: Statements) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: Pool,
+        statements: Statements,
+        monitor: LagMonitor | None = None,
+    ) -> None:
         self._settings = settings
         self._pool = pool
         self._statements = statements
-        self._admission = Admission(settings.max_concurrent_calls)
+        self._admission = Admission(
+            settings.max_concurrent_calls,
+            settings.max_loop_lag_ms / 1000,
+            monitor or LagMonitor(),
+        )
         self._limits = Limits(
             rows=settings.max_result_rows,
             bytes=settings.max_result_bytes,
