@@ -356,19 +356,11 @@ async def workers_check(bench: Bench, ch_url: str, logs: Path) -> dict[str, Any]
         server.stop()
 
 
-OVERLOAD_MAX_LAG_MS = 5
-
-
 async def overload_check(bench: Bench, ch_url: str, logs: Path) -> dict[str, Any]:
     """A small SIDECAR_MAX_CONCURRENT_CALLS, driven at several times it."""
     limit, heavy = bench.opts.overload_limit, bench.opts.overload_concurrency
     port = free_port()
-    # Both shedding signals: calls in flight, and a late event loop (CPU).
-    env = sidecar_env(
-        ch_url,
-        SIDECAR_MAX_CONCURRENT_CALLS=str(limit),
-        SIDECAR_MAX_LOOP_LAG_MS=str(OVERLOAD_MAX_LAG_MS),
-    )
+    env = sidecar_env(ch_url, SIDECAR_MAX_CONCURRENT_CALLS=str(limit))
     print(f"\n== overload: limit {limit}, c={limit} then c={heavy}", flush=True)
     server = start_sidecar("sidecar-limited", port, env, logs)
     try:

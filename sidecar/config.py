@@ -84,14 +84,6 @@ class Settings:
             "help": "Calls served at once; more are answered RESOURCE_EXHAUSTED.",
         },
     )
-    max_loop_lag_ms: float = field(
-        default=0.0,
-        metadata={
-            "env": "SIDECAR_MAX_LOOP_LAG_MS",
-            "help": "Refuse new calls (RESOURCE_EXHAUSTED) while the event loop "
-            "runs this late: the process is out of CPU. 0 turns it off.",
-        },
-    )
     max_message_bytes: int = field(
         default=64 * 1024 * 1024,
         metadata={

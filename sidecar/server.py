@@ -23,7 +23,6 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
-from .admission import LagMonitor
 from .calls import Statements
 from .config import Settings
 from .errors import UnavailableError
@@ -86,7 +85,6 @@ class SidecarServer:
         self._server: grpc.aio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopped = False
-        self._lag = LagMonitor()
         self.port = 0
 
     async def start(self) -> int:
@@ -109,7 +107,6 @@ class SidecarServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.listen}")
         await self._server.start()
-        self._lag.start()
         await self._update_health()
         self._watch = asyncio.create_task(self._watch_health())
         where = address.rsplit(":", 1)[0] + f":{self.port}"
@@ -135,7 +132,7 @@ class SidecarServer:
                 ("grpc.so_reuseport", int(self.settings.reuse_port)),
             ],
         )
-        service = SidecarService(self.settings, self.pool, self._statements, self._lag)
+        service = SidecarService(self.settings, self.pool, self._statements)
         pb_grpc.add_ClickHouseSidecarServicer_to_server(service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -178,7 +175,6 @@ class SidecarServer:
         if self._server is not None:
             await self._server.stop(grace)
         await self._statements.drain()
-        await self._lag.stop()
         await self.pool.close()
         if isinstance(self._provider, TracerProvider):
             self._provider.force_flush()

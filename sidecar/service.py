@@ -22,7 +22,7 @@ from grpc_status import rpc_status
 from . import data, indexes, streaming, tables
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
-from .admission import Admission, LagMonitor
+from .admission import Admission
 from .calls import Call, Op, Statements
 from .config import Settings
 from .errors import ClickHouseError, ResourceExhaustedError, SidecarError
@@ -79,21 +79,11 @@ def status_for(exc: Exception, query_id: str) -> grpc.Status:
 class SidecarService(pb_grpc.ClickHouseSidecarServicer):
     """The thirteen unary RPCs (streaming ones live in :mod:`sidecar.streaming`)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        pool: Pool,
-        statements: Statements,
-        monitor: LagMonitor | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, pool: Pool, statements: Statements) -> None:
         self._settings = settings
         self._pool = pool
         self._statements = statements
-        self._admission = Admission(
-            settings.max_concurrent_calls,
-            settings.max_loop_lag_ms / 1000,
-            monitor or LagMonitor(),
-        )
+        self._admission = Admission(settings.max_concurrent_calls)
         self._limits = Limits(
             rows=settings.max_result_rows,
             bytes=settings.max_result_bytes,
