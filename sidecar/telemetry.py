@@ -5,6 +5,8 @@ which continues the caller's W3C ``traceparent``. CLIENT spans are made here,
 around each statement the sidecar sends. Exporters follow the standard
 ``OTEL_*`` variables: OTLP when an endpoint is set, none by default, always
 behind a batch processor so a slow collector never blocks the event loop.
+A streaming call keeps its running rows and bytes on its SERVER span
+(:class:`Tally`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .engine import Query, ServerInfo
 from .errors import ClickHouseError, SidecarError
 
 __all__ = [
+    "Tally",
     "clickhouse_span",
     "make_tracer_provider",
     "server_interceptor",
@@ -81,6 +84,21 @@ def statement_summary(sql: str) -> str:
 def operation_name(sql: str) -> str:
     match = _FIRST_WORD.match(sql)
     return match.group(1).upper() if match else ""
+
+
+class Tally:
+    """Rows and bytes of one call, kept on its SERVER span as they grow."""
+
+    def __init__(self) -> None:
+        self._span = trace.get_current_span()
+        self.rows = 0
+        self.bytes = 0
+
+    def add(self, rows: int, size: int) -> None:
+        self.rows += rows
+        self.bytes += size
+        self._span.set_attribute("sidecar.rows", self.rows)
+        self._span.set_attribute("sidecar.bytes", self.bytes)
 
 
 @contextmanager
