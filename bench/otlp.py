@@ -22,6 +22,7 @@ class SpanCounter(trace_grpc.TraceServiceServicer):
 
     def __init__(self) -> None:
         self.spans = 0
+        self.server_spans = 0
         self.exports = 0
         self._server: grpc.aio.Server | None = None
         self._changed = asyncio.Event()
@@ -34,6 +35,9 @@ class SpanCounter(trace_grpc.TraceServiceServicer):
         for resource in request.resource_spans:
             for scope in resource.scope_spans:
                 self.spans += len(scope.spans)
+                self.server_spans += sum(
+                    span.kind == span.SPAN_KIND_SERVER for span in scope.spans
+                )
         self._changed.set()
         return trace_pb.ExportTraceServiceResponse()
 
@@ -42,6 +46,14 @@ class SpanCounter(trace_grpc.TraceServiceServicer):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 while self.spans < total:
+                    self._changed.clear()
+                    await self._changed.wait()
+
+    async def wait_for_server(self, total: int, seconds: float) -> None:
+        """Until ``total`` SERVER spans have arrived, or ``seconds`` have passed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while self.server_spans < total:
                     self._changed.clear()
                     await self._changed.wait()
 
