@@ -227,15 +227,23 @@ async def run_h2load(
     duration: float,
     warmup: float,
     work_dir: Path,
+    connections: int = 0,
 ) -> Measurement:
-    """One h2load run; latencies come from its per-request log."""
+    """One h2load run; latencies come from its per-request log.
+
+    ``connections`` (gRPC only) spreads the calls over that many connections;
+    0 keeps the default shape (one connection per 16 calls in flight).
+    """
     with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".body", delete=False) as f:
         f.write(body)
     log = Path(f.name).with_suffix(".log")
     argv = ["h2load", "-t", "1", "-D", _ms(duration), "-d", f.name]
     if warmup > 0:
         argv += [f"--warm-up-time={_ms(warmup)}"]
-    if grpc:
+    if grpc and connections:
+        streams = max(1, concurrency // connections)
+        argv += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    elif grpc:
         connections, streams = _grpc_shape(concurrency)
         argv += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     else:

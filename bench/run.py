@@ -183,6 +183,7 @@ class Bench:
         duration: float | None = None,
         tool: str | None = None,
         warmup: float | None = None,
+        connections: int = 0,
     ) -> Measurement:
         duration = duration or self.opts.duration
         warmup = self.opts.warmup if warmup is None else warmup
@@ -204,6 +205,7 @@ class Bench:
                 duration=duration,
                 warmup=warmup,
                 work_dir=self.work,
+                connections=connections,
             )
         spec = self.spec(target, w, concurrency, duration=duration, warmup=warmup)
         return await procs.run_loadgen(target, spec, self.work)
@@ -332,6 +334,9 @@ async def matrix(
     return results
 
 
+WORKER_CONNECTIONS = 8
+
+
 async def workers_check(bench: Bench, ch_url: str, logs: Path) -> dict[str, Any]:
     """SIDECAR_WORKERS=N against the one-worker sidecar, SELECT 1 at c=16."""
     argv = [PYTHON, "-m", "sidecar", "serve", "--help"]
@@ -348,10 +353,16 @@ async def workers_check(bench: Bench, ch_url: str, logs: Path) -> dict[str, Any]
         bench.ports["workers"] = port
         w = WORKLOADS["select1"]
         runs: dict[str, list[Measurement]] = {"sidecar": [], "workers": []}
-        print(f"\n== workers: {bench.opts.workers} vs 1, select1 c=16", flush=True)
+        print(
+            f"\n== workers: {bench.opts.workers} vs 1, select1 c=16 over "
+            f"{WORKER_CONNECTIONS} connections",
+            flush=True,
+        )
         for _ in range(bench.opts.rounds):
             for target in runs:
-                m = await bench.measure(target, w, 16)
+                # SO_REUSEPORT spreads connections, not calls: give the
+                # kernel several connections to hand to the workers.
+                m = await bench.measure(target, w, 16, connections=WORKER_CONNECTIONS)
                 runs[target].append(m)
                 print(f"  {target:8} {line(m)}", flush=True)
         one, many = merge(runs["sidecar"]), merge(runs["workers"])
