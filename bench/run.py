@@ -492,7 +492,7 @@ def _function(frame: str) -> str:
     """``name (file:line)`` -> ``name (file)``, file shortened."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rpartition(":")[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", f"{REPO}/", "lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{name} ({path})"

@@ -11,18 +11,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import grpc
 import pytest
 from clickhouse_server import running_clickhouse
 from harness import Running, make_settings, running_sidecar
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
 from sidecar.engine import Client, ServerInfo
 from sidecar.pool import ClientContext, Pool
-from sidecar.server import SidecarServer
 
 # --- ClickHouse --------------------------------------------------------------
 
@@ -113,21 +108,8 @@ def make_sidecar(sidecar: Running) -> SidecarFactory:
         base = sidecar.server.settings
         values: dict[str, Any] = {"data_dir": base.data_dir, **overrides}
         settings = make_settings(base.clickhouse_url, **values)
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        server = SidecarServer(
-            settings, tracer_provider=provider, pool=SharedPool(sidecar.server.pool)
-        )
-        await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        try:
-            stub = pb_grpc.ClickHouseSidecarStub(channel)
-            yield Running(server, channel, stub, exporter, settings.engine)
-        finally:
-            await channel.close(None)
-            await server.stop(grace=5)
-            provider.shutdown()
+        async with running_sidecar(settings, SharedPool(sidecar.server.pool)) as other:
+            yield other
 
     return start
 

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
 from sidecar.config import Settings
+from sidecar.pool import Pool
 from sidecar.server import SidecarServer
 
 
@@ -51,12 +52,17 @@ def make_settings(
 
 
 @asynccontextmanager
-async def running_sidecar(settings: Settings) -> AsyncIterator[Running]:
-    """Start a sidecar for ``settings``; stop it and close the channel after."""
+async def running_sidecar(
+    settings: Settings, pool: Pool | None = None
+) -> AsyncIterator[Running]:
+    """Start a sidecar for ``settings``; stop it and close the channel after.
+
+    ``pool``, when given, is used instead of one made from the settings.
+    """
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    server = SidecarServer(settings, tracer_provider=provider)
+    server = SidecarServer(settings, tracer_provider=provider, pool=pool)
     port = await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
