@@ -37,6 +37,7 @@ __all__ = [
     "execute_raw_query",
     "insert_data",
     "insert_statement",
+    "output_settings",
     "query_data",
     "query_params",
 ]
@@ -184,7 +185,8 @@ def query_params(op: Op, parameters: Sequence[pb.QueryParameter]) -> dict[str, s
     return rendered
 
 
-def _output_settings(op: Op) -> dict[str, str]:
+def output_settings(op: Op) -> dict[str, str]:
+    """Settings that make typed output exact on this server."""
     if op.info.capabilities.unix_timestamp_output:
         return {"date_time_output_format": "unix_timestamp"}
     return {}
@@ -199,7 +201,7 @@ async def _typed_rows(
     response: pb.QueryDataResponse | pb.ExecuteRawQueryResponse,
 ) -> None:
     database = validate_identifier(request.database or op.call.database, "database")
-    settings = {**settings, **_output_settings(op)}
+    settings = {**settings, **output_settings(op)}
     query = op.query(
         request.sql, database=database, settings=settings, params=params, whole=True
     )

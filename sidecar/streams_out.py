@@ -25,7 +25,7 @@ import grpc
 
 from ._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from .calls import Op
-from .data import _output_settings, query_params
+from .data import output_settings, query_params
 from .engine import Query
 from .errors import RequestError
 from .formats import OUTPUT_FORMATS, known_format, vetted
@@ -119,7 +119,7 @@ def _select(
 async def typed_messages(
     op: Op, request: pb.QueryDataStreamRequest
 ) -> AsyncGenerator[pb.QueryDataStreamResponse, None]:
-    query = _select(op, request, _output_settings(op))
+    query = _select(op, request, output_settings(op))
     reader = ResultReader(op.info)
     tally = Tally()
     limit = request.batch_rows or DEFAULT_BATCH_ROWS
