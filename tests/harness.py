@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2_grpc as pb_grpc
 from sidecar.config import Settings
 from sidecar.pool import Pool
@@ -72,3 +74,23 @@ async def running_sidecar(
         await channel.close(None)
         await server.stop(grace=5)
         provider.shutdown()
+
+
+def unique(prefix: str = "t") -> str:
+    """A fresh name, so tests sharing one server never collide."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def fresh_table(
+    stub: pb_grpc.ClickHouseSidecarAsyncStub,
+    *columns: pb.ColumnDefinition,
+    **fields: Any,
+) -> tuple[str, str]:
+    """A new table in a new database; ``fields`` go into CreateTableRequest."""
+    database, table = unique("db"), unique()
+    await stub.CreateDatabase(pb.CreateDatabaseRequest(database=database))
+    request = pb.CreateTableRequest(
+        database=database, table=table, columns=columns, **fields
+    )
+    await stub.CreateTable(request)
+    return database, table

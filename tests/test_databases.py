@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from harness import unique
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 
@@ -14,10 +15,6 @@ if TYPE_CHECKING:
     from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import (
         ClickHouseSidecarAsyncStub as AsyncStub,
     )
-
-
-def unique(prefix: str = "db") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 async def database_names(stub: AsyncStub) -> set[str]:
@@ -30,7 +27,7 @@ async def database_names(stub: AsyncStub) -> set[str]:
 async def test_create_database_creates_it_and_reports_query_id(
     stub: AsyncStub,
 ) -> None:
-    name = unique()
+    name = unique("db")
 
     response = await stub.CreateDatabase(pb.CreateDatabaseRequest(database=name))
 
@@ -40,7 +37,7 @@ async def test_create_database_creates_it_and_reports_query_id(
 
 
 async def test_create_database_twice_is_idempotent(stub: AsyncStub) -> None:
-    name = unique()
+    name = unique("db")
     await stub.CreateDatabase(pb.CreateDatabaseRequest(database=name))
 
     again = await stub.CreateDatabase(pb.CreateDatabaseRequest(database=name))
@@ -52,7 +49,7 @@ async def test_create_database_twice_is_idempotent(stub: AsyncStub) -> None:
 async def test_create_database_strict_answers_already_exists(
     stub: AsyncStub,
 ) -> None:
-    name = unique()
+    name = unique("db")
     await stub.CreateDatabase(pb.CreateDatabaseRequest(database=name))
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:

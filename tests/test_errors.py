@@ -16,7 +16,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from harness import Running
+from harness import Running, unique
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import ClickHouseSidecarStub
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
     )
 
 SidecarFactory = Callable[..., AbstractAsyncContextManager[Running]]
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 def aio(running: Running) -> AsyncStub:

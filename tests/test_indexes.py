@@ -7,12 +7,11 @@ idempotent and strict modes.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from harness import Running
+from harness import Running, fresh_table, unique
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 
@@ -22,28 +21,17 @@ if TYPE_CHECKING:
     )
 
 
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
 def has_indexes(running: Running) -> bool:
     return running.server.pool.info.capabilities.data_skipping_indices
 
 
 async def table_with_rows(stub: AsyncStub) -> tuple[str, str]:
-    database, table = unique("db"), unique()
-    await stub.CreateDatabase(pb.CreateDatabaseRequest(database=database))
-    await stub.CreateTable(
-        pb.CreateTableRequest(
-            database=database,
-            table=table,
-            columns=[
-                pb.ColumnDefinition(name="id", type="UInt64"),
-                pb.ColumnDefinition(name="message", type="String"),
-            ],
-            order_by=["id"],
-            settings={"index_granularity": "64"},
-        )
+    database, table = await fresh_table(
+        stub,
+        pb.ColumnDefinition(name="id", type="UInt64"),
+        pb.ColumnDefinition(name="message", type="String"),
+        order_by=["id"],
+        settings={"index_granularity": "64"},
     )
     rows = [
         pb.Row(values=[pb.Value(uint64_value=n), pb.Value(string_value=f"Message {n}")])

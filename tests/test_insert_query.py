@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from harness import Running
+from harness import Running, fresh_table, unique
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 from sidecar.engine import ServerInfo
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     )
 
 NULL = pb.Value(null_value=pb.NULL_VALUE)
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 def s(text: str) -> pb.Value:
@@ -154,20 +150,12 @@ CASES: dict[str, Case] = {
 
 
 async def create(stub: AsyncStub, column_type: str) -> tuple[str, str]:
-    database, table = unique("db"), unique()
-    await stub.CreateDatabase(pb.CreateDatabaseRequest(database=database))
-    await stub.CreateTable(
-        pb.CreateTableRequest(
-            database=database,
-            table=table,
-            columns=[
-                pb.ColumnDefinition(name="id", type="UInt32"),
-                pb.ColumnDefinition(name="v", type=column_type),
-            ],
-            order_by=["id"],
-        )
+    return await fresh_table(
+        stub,
+        pb.ColumnDefinition(name="id", type="UInt32"),
+        pb.ColumnDefinition(name="v", type=column_type),
+        order_by=["id"],
     )
-    return database, table
 
 
 def numbered(values: Sequence[pb.Value]) -> list[pb.Row]:
@@ -252,22 +240,15 @@ async def test_insert_accepts_lossless_conversions(stub: AsyncStub) -> None:
 
 
 async def test_insert_named_columns_leaves_defaults(stub: AsyncStub) -> None:
-    database, table = unique("db"), unique()
-    await stub.CreateDatabase(pb.CreateDatabaseRequest(database=database))
-    await stub.CreateTable(
-        pb.CreateTableRequest(
-            database=database,
-            table=table,
-            columns=[
-                pb.ColumnDefinition(name="id", type="UInt32"),
-                pb.ColumnDefinition(
-                    name="v",
-                    type="String",
-                    default_kind=pb.DEFAULT_KIND_DEFAULT,
-                    default_expression="'fallback'",
-                ),
-            ],
-        )
+    database, table = await fresh_table(
+        stub,
+        pb.ColumnDefinition(name="id", type="UInt32"),
+        pb.ColumnDefinition(
+            name="v",
+            type="String",
+            default_kind=pb.DEFAULT_KIND_DEFAULT,
+            default_expression="'fallback'",
+        ),
     )
 
     await stub.InsertData(

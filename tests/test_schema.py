@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
+
+from harness import fresh_table, unique
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 
@@ -13,40 +14,28 @@ if TYPE_CHECKING:
     )
 
 
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
 async def create_schema_table(stub: AsyncStub) -> tuple[str, str]:
-    database, table = unique("db"), unique()
-    await stub.CreateDatabase(pb.CreateDatabaseRequest(database=database))
-    await stub.CreateTable(
-        pb.CreateTableRequest(
-            database=database,
-            table=table,
-            columns=[
-                pb.ColumnDefinition(name="day", type="Date"),
-                pb.ColumnDefinition(name="id", type="UInt64", comment="the key"),
-                pb.ColumnDefinition(name="name", type="Nullable(String)"),
-                pb.ColumnDefinition(
-                    name="score",
-                    type="Float64",
-                    default_kind=pb.DEFAULT_KIND_DEFAULT,
-                    default_expression="1.5",
-                ),
-                pb.ColumnDefinition(
-                    name="doubled",
-                    type="UInt64",
-                    default_kind=pb.DEFAULT_KIND_MATERIALIZED,
-                    default_expression="id * 2",
-                ),
-            ],
-            engine="MergeTree",
-            order_by=["id"],
-            partition_by="toYYYYMM(day)",
-        )
+    return await fresh_table(
+        stub,
+        pb.ColumnDefinition(name="day", type="Date"),
+        pb.ColumnDefinition(name="id", type="UInt64", comment="the key"),
+        pb.ColumnDefinition(name="name", type="Nullable(String)"),
+        pb.ColumnDefinition(
+            name="score",
+            type="Float64",
+            default_kind=pb.DEFAULT_KIND_DEFAULT,
+            default_expression="1.5",
+        ),
+        pb.ColumnDefinition(
+            name="doubled",
+            type="UInt64",
+            default_kind=pb.DEFAULT_KIND_MATERIALIZED,
+            default_expression="id * 2",
+        ),
+        engine="MergeTree",
+        order_by=["id"],
+        partition_by="toYYYYMM(day)",
     )
-    return database, table
 
 
 async def test_schema_lists_columns_in_order_with_types(stub: AsyncStub) -> None:

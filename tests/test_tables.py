@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from harness import unique
 
 from sidecar._proto.clickhouse.sidecar.v1 import sidecar_pb2 as pb
 
@@ -14,10 +15,6 @@ if TYPE_CHECKING:
     from sidecar._proto.clickhouse.sidecar.v1.sidecar_pb2_grpc import (
         ClickHouseSidecarAsyncStub as AsyncStub,
     )
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 def column(name: str, type_: str) -> pb.ColumnDefinition:
